@@ -1,0 +1,94 @@
+import pytest
+import torch
+from dataclasses import replace
+
+from helpers import SMALL_GATED, SMALL_RELU2, small_weights
+from trtllm_b12x.quantization import MoEWeights, dequantize_nvfp4, quantize_weight
+
+
+def _modelopt_expert(gen, n, k, *, input_scale):
+    q = quantize_weight(torch.randn(n, k, generator=gen).to(torch.bfloat16))
+    d = {"weight": q.data, "weight_scale": q.scale, "weight_scale_2": q.global_scale.reshape(())}
+    if input_scale is not None:
+        d["input_scale"] = torch.tensor(input_scale)
+    return d, q
+
+
+def test_from_modelopt_gated_keeps_each_half_exact(gen):
+    h, inter, experts = 64, 32, []
+    ref = []
+    for e in range(3):
+        w1, q1 = _modelopt_expert(gen, inter, h, input_scale=0.01 + e)
+        w3, q3 = _modelopt_expert(gen, inter, h, input_scale=0.02 + e)
+        w2, q2 = _modelopt_expert(gen, h, inter, input_scale=0.5)
+        experts.append({"w1": w1, "w3": w3, "w2": w2})
+        ref.append((q1, q3, q2))
+    b = MoEWeights.from_modelopt(experts)
+    assert b.gated and (b.num_experts, b.hidden_size, b.intermediate_size) == (3, h, inter)
+    assert b.bytes_per_expert == 3 * h * inter * 0.5625
+    w13 = b.dequant_w13()
+    for e, (q1, q3, q2) in enumerate(ref):
+        assert torch.equal(w13[e, :inter], q1.dequantize())  # gate first
+        assert torch.equal(w13[e, inter:], q3.dequantize())
+        assert torch.equal(b.dequant_w2()[e], q2.dequantize())
+    # w1/w3 share one input: the larger input scale
+    assert b.fc1_input_scale.tolist() == pytest.approx([0.02, 1.02, 2.02])
+    assert b.fc2_input_scale.tolist() == pytest.approx([0.5] * 3)
+
+
+def test_from_modelopt_relu2_and_missing_pieces(gen):
+    w1, _ = _modelopt_expert(gen, 32, 64, input_scale=None)
+    w2, _ = _modelopt_expert(gen, 64, 32, input_scale=None)
+    b = MoEWeights.from_modelopt([{"w1": w1, "w2": w2}])
+    assert not b.gated and b.fc1_input_scale is None and b.w13_global.shape == (1, 1)
+    with pytest.raises(ValueError, match="expert 1 has projections"):
+        MoEWeights.from_modelopt([{"w1": w1, "w2": w2}, {"w1": w1}])
+    with pytest.raises(ValueError, match=r"w1.weight must be torch.uint8"):
+        MoEWeights.from_modelopt([{"w1": {**w1, "weight": w1["weight"].float()}, "w2": w2}])
+    with pytest.raises(ValueError, match="no experts"):
+        MoEWeights.from_modelopt([])
+
+
+def test_validation_names_field_and_expectation():
+    b = small_weights()
+    with pytest.raises(ValueError, match=r"MoEWeights.w2_global: got shape \(5,\)"):
+        replace(b, w2_global=b.w2_global[:5])
+    with pytest.raises(ValueError, match=r"w13_scale.*float8_e4m3fn"):
+        replace(b, w13_scale=b.w13_scale.view(torch.uint8))
+    with pytest.raises(ValueError, match="expected 192 \\(gated, SwiGLU\\) or 96"):
+        replace(b, w13=b.w13[:, :50], w13_scale=b.w13_scale[:, :50])
+    with pytest.raises(ValueError, match="3-D tensor"):
+        replace(b, w2=b.w2[0])
+
+
+@pytest.mark.parametrize("shape", [SMALL_GATED, SMALL_RELU2])
+def test_tp_shard_concatenates_back(shape):
+    b = small_weights(shape)
+    shards = [b.tp_shard(2, r) for r in range(2)]
+    inter = b.intermediate_size
+    for s in shards:
+        assert s.intermediate_size == inter // 2 and s.gated == b.gated
+    full13, full2 = b.dequant_w13(), b.dequant_w2()
+    halves = 2 if b.gated else 1
+    for h in range(halves):
+        got = torch.cat([s.dequant_w13()[:, h * inter // 2 : (h + 1) * inter // 2] for s in shards], dim=1)
+        assert torch.equal(got, full13[:, h * inter : (h + 1) * inter])
+    assert torch.equal(torch.cat([s.dequant_w2() for s in shards], dim=2), full2)
+    with pytest.raises(ValueError, match="not divisible by tp_size"):
+        b.tp_shard(inter // 8, 0)
+    with pytest.raises(ValueError, match="outside"):
+        b.tp_shard(2, 2)
+
+
+def test_experts_subset_and_to():
+    b = small_weights()
+    sub = b.experts(slice(2, 4))
+    assert sub.num_experts == 2 and torch.equal(sub.dequant_w2(), b.dequant_w2()[2:4])
+    assert torch.equal(sub.fc1_input_scale, b.fc1_input_scale[2:4])
+    assert b.to("cpu").device.type == "cpu"
+    idx = torch.tensor([4, 0])
+    assert torch.equal(b.dequant_w13(idx), b.dequant_w13()[idx])
+    # per-half globals are applied
+    e = 1
+    gate = dequantize_nvfp4(b.w13[e, : b.intermediate_size], b.w13_scale[e, : b.intermediate_size], b.w13_global[e, 0])
+    assert torch.equal(b.dequant_w13()[e, : b.intermediate_size], gate)

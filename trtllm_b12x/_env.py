@@ -1,0 +1,25 @@
+"""The one place that reads the environment, once, into a frozen object.
+
+TRTLLM_B12X_CACHE_DIR   compiled-kernel cache directory (default: ~/.cache/trtllm_b12x)
+TRTLLM_B12X_ARCH        force a compile target (sm_90a, sm_120a, sm_121a) instead of probing the GPU
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    cache_dir: Path
+    forced_arch: str | None
+
+
+@functools.lru_cache(maxsize=1)
+def settings() -> Settings:
+    env = os.environ
+    cache = env.get("TRTLLM_B12X_CACHE_DIR") or str(Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trtllm_b12x")
+    return Settings(cache_dir=Path(cache), forced_arch=env.get("TRTLLM_B12X_ARCH") or None)

@@ -1,0 +1,1 @@
+"""Benchmark harness: timing, the MoE decode sweep, reports."""

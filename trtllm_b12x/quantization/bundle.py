@@ -1,0 +1,214 @@
+"""The weight bundle: one MoE layer's routed experts in kernel-ready NVFP4 form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Mapping, Sequence
+
+import torch
+
+from .nvfp4 import BLOCK, dequantize_nvfp4
+
+# Bytes of one weight element in NVFP4: half a byte of E2M1 plus one E4M3 byte per 16.
+NVFP4_BYTES_PER_ELEMENT = 0.5 + 1.0 / BLOCK
+
+
+@dataclass(frozen=True)
+class MoEWeights:
+    """Routed-expert weights of one MoE layer (E local experts, hidden H, intermediate I).
+
+    ============== ============================ =====================================================
+    field          shape / dtype                meaning
+    ============== ============================ =====================================================
+    w13            [E, g*I, H/2] uint8          FC1, E2M1 packed; gated: rows ``[gate(w1); up(w3)]``
+    w13_scale      [E, g*I, H/16] e4m3          FC1 block scales, linear layout
+    w13_global     [E, g] float32               FC1 ``weight_scale_2`` per half (gate, up)
+    w2             [E, H, I/2] uint8            FC2 (down), E2M1 packed
+    w2_scale       [E, H, I/16] e4m3            FC2 block scales, linear layout
+    w2_global      [E] float32                  FC2 ``weight_scale_2``
+    fc1_input_scale [E] float32 or None         FC1 activation global scale (ModelOpt ``input_scale``)
+    fc2_input_scale [E] float32 or None         FC2 activation global scale
+    ============== ============================ =====================================================
+
+    ``g`` is 2 for gated activations (SwiGLU) and 1 for ReLU^2. Global scales are in the
+    dequant direction: ``w = e2m1 * e4m3 * global``. Keeping one global per FC1 half makes
+    checkpoints whose w1 and w3 were calibrated separately exact (no rescaled block scales).
+    """
+
+    w13: torch.Tensor
+    w13_scale: torch.Tensor
+    w13_global: torch.Tensor
+    w2: torch.Tensor
+    w2_scale: torch.Tensor
+    w2_global: torch.Tensor
+    fc1_input_scale: torch.Tensor | None = None
+    fc2_input_scale: torch.Tensor | None = None
+
+    def __post_init__(self):
+        e, rows, h2 = _shape3(self.w13, "w13")
+        _, hidden, i2 = _shape3(self.w2, "w2")
+        expect = {
+            "w13": ((e, rows, h2), torch.uint8),
+            "w13_scale": ((e, rows, h2 * 2 // BLOCK), torch.float8_e4m3fn),
+            "w2": ((e, h2 * 2, i2), torch.uint8),
+            "w2_scale": ((e, h2 * 2, i2 * 2 // BLOCK), torch.float8_e4m3fn),
+            "w2_global": ((e,), torch.float32),
+        }
+        inter = i2 * 2
+        if rows not in (inter, 2 * inter):
+            raise ValueError(
+                f"MoEWeights: w13 has {rows} rows but w2 implies intermediate={inter}; expected "
+                f"{2 * inter} (gated, SwiGLU) or {inter} (ReLU^2)"
+            )
+        expect["w13_global"] = ((e, rows // inter), torch.float32)
+        for name in ("fc1_input_scale", "fc2_input_scale"):
+            if getattr(self, name) is not None:
+                expect[name] = ((e,), torch.float32)
+        for name, (shape, dtype) in expect.items():
+            t = getattr(self, name)
+            if tuple(t.shape) != shape or t.dtype != dtype:
+                raise ValueError(
+                    f"MoEWeights.{name}: got shape {tuple(t.shape)} dtype {t.dtype}; expected "
+                    f"shape {shape} dtype {dtype} (E={e}, H={hidden}, I={inter})"
+                )
+            if t.device != self.w13.device:
+                raise ValueError(f"MoEWeights.{name} is on {t.device}, w13 on {self.w13.device}: keep one device")
+        if (h2 * 2) % BLOCK or inter % BLOCK:
+            raise ValueError(f"MoEWeights: H={h2 * 2} and I={inter} must be multiples of {BLOCK}")
+
+    # -- shape ---------------------------------------------------------------------------
+    @property
+    def num_experts(self) -> int:
+        return self.w13.shape[0]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w2.shape[1]
+
+    @property
+    def intermediate_size(self) -> int:
+        return self.w2.shape[2] * 2
+
+    @property
+    def gated(self) -> bool:
+        return self.w13.shape[1] == 2 * self.intermediate_size
+
+    @property
+    def bytes_per_expert(self) -> float:
+        """NVFP4 bytes of one expert's FC1 + FC2 (data + block scales)."""
+        g = 2 if self.gated else 1
+        return (g + 1) * self.hidden_size * self.intermediate_size * NVFP4_BYTES_PER_ELEMENT
+
+    @property
+    def device(self) -> torch.device:
+        return self.w13.device
+
+    # -- transforms ----------------------------------------------------------------------
+    def to(self, device) -> "MoEWeights":
+        return replace(
+            self, **{f.name: (None if (t := getattr(self, f.name)) is None else t.to(device)) for f in fields(self)}
+        )
+
+    def experts(self, index: torch.Tensor | slice) -> "MoEWeights":
+        """A bundle of the selected experts (e.g. the local range of an EP rank)."""
+        return replace(
+            self, **{f.name: (None if (t := getattr(self, f.name)) is None else t[index]) for f in fields(self)}
+        )
+
+    def tp_shard(self, tp_size: int, tp_rank: int) -> "MoEWeights":
+        """The intermediate-dimension shard of one tensor-parallel rank."""
+        inter = self.intermediate_size
+        if not 0 <= tp_rank < tp_size:
+            raise ValueError(f"tp_shard: tp_rank={tp_rank} outside [0, {tp_size})")
+        if inter % (tp_size * BLOCK):
+            raise ValueError(
+                f"tp_shard: intermediate {inter} is not divisible by tp_size*{BLOCK}={tp_size * BLOCK}; "
+                "each shard must hold whole 16-element scale blocks"
+            )
+        n = inter // tp_size
+        lo, hi = tp_rank * n, (tp_rank + 1) * n
+        halves = 2 if self.gated else 1
+
+        def rows(t):
+            return torch.cat([t[:, h * inter + lo : h * inter + hi] for h in range(halves)], dim=1).contiguous()
+
+        return replace(
+            self,
+            w13=rows(self.w13),
+            w13_scale=rows(self.w13_scale),
+            w2=self.w2[:, :, lo // 2 : hi // 2].contiguous(),
+            w2_scale=self.w2_scale[:, :, lo // BLOCK : hi // BLOCK].contiguous(),
+        )
+
+    # -- dequantization (float32; for the oracle and fallbacks) ----------------------------
+    def dequant_w13(self, experts: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """FC1 weights ``[e, g*I, H]`` float32, each half times its own global scale."""
+        w = dequantize_nvfp4(self.w13[experts], self.w13_scale[experts])
+        g = self.w13_global[experts].repeat_interleave(self.intermediate_size, dim=-1)
+        return w * g.unsqueeze(-1)
+
+    def dequant_w2(self, experts: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """FC2 weights ``[e, H, I]`` float32."""
+        return dequantize_nvfp4(self.w2[experts], self.w2_scale[experts], self.w2_global[experts])
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_modelopt(cls, experts: Sequence[Mapping[str, Mapping[str, torch.Tensor]]]) -> "MoEWeights":
+        """Build from ModelOpt per-expert tensors.
+
+        ``experts[e]`` maps projection names to ModelOpt tensors ``{"weight": uint8 [N, K/2],
+        "weight_scale": e4m3 [N, K/16], "weight_scale_2": fp32 scalar, "input_scale": fp32
+        scalar (optional)}``. Projections: ``w1`` (gate), ``w3`` (up) and ``w2`` (down) for
+        gated experts; ``w1`` (the single FC1, e.g. Nemotron's ``up_proj``) and ``w2`` for ReLU^2.
+        """
+        if not experts:
+            raise ValueError("from_modelopt: no experts given")
+        gated = "w3" in experts[0]
+        fc1 = ("w1", "w3") if gated else ("w1",)
+        for e, ex in enumerate(experts):
+            missing = [p for p in fc1 + ("w2",) if p not in ex]
+            if missing or (("w3" in ex) != gated):
+                raise ValueError(
+                    f"from_modelopt: expert {e} has projections {sorted(ex)}; every expert needs "
+                    f"{list(fc1 + ('w2',))} (gated: w1, w3, w2; ReLU^2: w1, w2)"
+                )
+            for p in fc1 + ("w2",):
+                for key, dtype in (("weight", torch.uint8), ("weight_scale", torch.float8_e4m3fn)):
+                    t = ex[p].get(key)
+                    if t is None or t.dtype != dtype:
+                        raise ValueError(
+                            f"from_modelopt: expert {e} {p}.{key} must be {dtype}, got "
+                            f"{None if t is None else t.dtype}"
+                        )
+
+        def scalar(t):
+            return torch.as_tensor(t, dtype=torch.float32).reshape(-1)[0]
+
+        def stack(p, key):
+            return torch.stack([ex[p][key] for ex in experts])
+
+        def stack_scalar(p, key):
+            return torch.stack([scalar(ex[p][key]) for ex in experts])
+
+        def input_scale(projs):
+            if not all("input_scale" in ex[p] for ex in experts for p in projs):
+                return None
+            # w1 and w3 see the same input: one scale (their max, as TensorRT-LLM does).
+            return torch.stack([torch.stack([scalar(ex[p]["input_scale"]) for p in projs]).amax() for ex in experts])
+
+        return cls(
+            w13=torch.cat([stack(p, "weight") for p in fc1], dim=1).contiguous(),
+            w13_scale=torch.cat([stack(p, "weight_scale") for p in fc1], dim=1).contiguous(),
+            w13_global=torch.stack([stack_scalar(p, "weight_scale_2") for p in fc1], dim=1).contiguous(),
+            w2=stack("w2", "weight").contiguous(),
+            w2_scale=stack("w2", "weight_scale").contiguous(),
+            w2_global=stack_scalar("w2", "weight_scale_2").contiguous(),
+            fc1_input_scale=input_scale(fc1),
+            fc2_input_scale=input_scale(("w2",)),
+        )
+
+
+def _shape3(t: torch.Tensor, name: str) -> tuple[int, int, int]:
+    if not isinstance(t, torch.Tensor) or t.dim() != 3:
+        raise ValueError(f"MoEWeights.{name}: expected a 3-D tensor [E, rows, cols], got {getattr(t, 'shape', t)}")
+    return tuple(t.shape)

@@ -1,0 +1,83 @@
+"""Block-scale layouts and gate/up row order.
+
+Linear layout
+    ``[rows, K/16]``: scale of (row r, block c) at ``r * (K/16) + c`` (ModelOpt checkpoints).
+
+128x4 swizzled layout (TensorRT-LLM ``block_scale_interleave``, CUTLASS/cuBLASLt "SF layout")
+    Rows are padded to a multiple of 128 and scale columns to a multiple of 4, with zeros.
+    With ``Kt = ceil(cols / 4)``, the scale of (row r, column c) sits at byte::
+
+        (r // 128) * Kt * 512 + (c // 4) * 512 + (r % 32) * 16 + ((r % 128) // 32) * 4 + (c % 4)
+
+    i.e. each 128x4 tile is 512 contiguous bytes, tiles run along K first, and inside a tile
+    the 32 rows r, r+32, r+64, r+96 share one 16-byte line. We return it as a contiguous
+    ``[..., round128(rows), round4(cols)]`` tensor whose *storage* is in that order (the
+    shape TensorRT-LLM gives its swizzled parameters).
+
+Gate/up order
+    TensorRT-LLM stores the fused FC1 of gated activations as ``[w3; w1]`` (up rows, then
+    gate rows). Our bundle stores ``[w1; w3]`` (gate, then up). The swap is its own inverse.
+"""
+
+from __future__ import annotations
+
+import torch
+
+SF_TILE_ROWS = 128
+SF_TILE_COLS = 4
+
+
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def swizzled_shape(rows: int, cols: int) -> tuple[int, int]:
+    """Padded ``(rows, cols)`` of the 128x4 swizzled layout."""
+    return _round_up(rows, SF_TILE_ROWS), _round_up(cols, SF_TILE_COLS)
+
+
+def swizzle_128x4(sf: torch.Tensor) -> torch.Tensor:
+    """Linear scales ``[..., rows, cols]`` to the 128x4 swizzled layout (see module doc)."""
+    if sf.dim() < 2:
+        raise ValueError(f"swizzle_128x4: expected [..., rows, cols], got shape {tuple(sf.shape)}")
+    *lead, rows, cols = sf.shape
+    prows, pcols = swizzled_shape(rows, cols)
+    raw = sf.view(torch.uint8) if sf.element_size() == 1 and sf.dtype != torch.uint8 else sf
+    padded = raw.new_zeros(*lead, prows, pcols)
+    padded[..., :rows, :cols] = raw
+    mt, kt = prows // 128, pcols // 4
+    # padded rows r = mt*128 + i1*32 + i0; columns c = kt*4 + c4
+    t = padded.reshape(*lead, mt, 4, 32, kt, 4)
+    n = len(lead)
+    t = t.permute(*range(n), n + 0, n + 3, n + 2, n + 1, n + 4)  # (mt, kt, i0, i1, c4)
+    out = t.contiguous().reshape(*lead, prows, pcols)
+    return out.view(sf.dtype) if raw is not sf else out
+
+
+def unswizzle_128x4(sf: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Inverse of :func:`swizzle_128x4`, cropped to ``[..., rows, cols]``."""
+    *lead, prows, pcols = sf.shape
+    if (prows, pcols) != swizzled_shape(rows, cols):
+        raise ValueError(
+            f"unswizzle_128x4: swizzled shape {(prows, pcols)} does not match rows={rows}, "
+            f"cols={cols}; expected {swizzled_shape(rows, cols)} (rows padded to 128, cols to 4)"
+        )
+    raw = sf.view(torch.uint8) if sf.element_size() == 1 and sf.dtype != torch.uint8 else sf
+    mt, kt = prows // 128, pcols // 4
+    n = len(lead)
+    t = raw.reshape(*lead, mt, kt, 32, 4, 4)  # (mt, kt, i0, i1, c4)
+    t = t.permute(*range(n), n + 0, n + 3, n + 2, n + 1, n + 4)  # (mt, i1, i0, kt, c4)
+    out = t.contiguous().reshape(*lead, prows, pcols)[..., :rows, :cols].contiguous()
+    return out.view(sf.dtype) if raw is not sf else out
+
+
+def swap_gate_up(t: torch.Tensor, intermediate: int) -> torch.Tensor:
+    """``[w3; w1]`` <-> ``[w1; w3]`` along dim -2 (rows beyond ``2*intermediate``, i.e.
+    TensorRT-LLM's 128-row padding, are dropped)."""
+    if t.shape[-2] < 2 * intermediate:
+        raise ValueError(
+            f"swap_gate_up: {t.shape[-2]} rows cannot hold two halves of intermediate={intermediate}"
+        )
+    a = t[..., :intermediate, :]
+    b = t[..., intermediate : 2 * intermediate, :]
+    return torch.cat((b, a), dim=-2)
