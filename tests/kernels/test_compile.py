@@ -1,0 +1,43 @@
+"""Compile every quantize variant for every target on the CPU and read its SASS."""
+
+import pytest
+
+from trtllm_b12x.arch import TARGETS, UnsupportedArchError, get_target
+from trtllm_b12x.kernels.cache import KernelCache
+from trtllm_b12x.kernels.quantize import QuantizeConfig, get_kernel
+from trtllm_b12x.kernels.sass import analyze_cubin
+
+pytestmark = pytest.mark.compile
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return KernelCache(root=tmp_path_factory.mktemp("kc"), use_disk=False)
+
+
+@pytest.mark.parametrize("arch", sorted(TARGETS))
+@pytest.mark.parametrize("layout", ["linear", "swizzled"])
+@pytest.mark.parametrize("hidden, dtype", [(2048, "bfloat16"), (2688, "float16")])
+def test_quantize_sass(cache, arch, layout, hidden, dtype):
+    ck = get_kernel(QuantizeConfig(hidden, dtype, layout), get_target(arch), cache=cache, keep_cubin=True)
+    sass = analyze_cubin(ck.cubin)
+    hw_fp4 = sass.count("F2FP.SATFINITE.E2M1.F32.PACK_AB_MERGE_C")
+    if arch == "sm_90a":
+        assert hw_fp4 == 0  # Hopper has no FP4 conversion: software path
+        assert sass.count("FSETP.GE.AND") + sass.count("FSETP.GT.AND") >= 16 * 7
+    else:
+        assert hw_fp4 == 8  # 16 elements per thread, two per instruction
+    assert sass.count("F2FP.SATFINITE.E4M3.F32.PACK_AB_MERGE_C") == 1  # one block scale per thread
+    assert sass.count("LDG.E.128") == 2  # 32 bytes of activations in two 16-byte loads
+    assert sass.count("STG.E.64") == 1  # 16 codes in one 8-byte store
+    assert sass.spills == 0 and sass.resources.local_bytes == 0
+    assert sass.resources.registers <= 64 and sass.resources.shared_bytes == 0
+
+
+def test_unsupported_targets_are_named():
+    with pytest.raises(UnsupportedArchError, match="supported: sm_90a"):
+        get_target("sm_100a")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        QuantizeConfig(100)
+    with pytest.raises(ValueError, match="supported: \\('linear', 'swizzled'\\)"):
+        QuantizeConfig(128, sf_layout="mma")

@@ -1,0 +1,59 @@
+"""Inline-PTX conversions the CuTe DSL does not expose as we need them.
+
+``cvt.*.e4m3x2`` exists from sm_89 (both our targets); ``cvt.rn.satfinite.e2m1x2.f32``
+only on the FP4 targets (sm_100a+/sm_120a+), so the SM90 kernels convert E2M1 in software.
+"""
+
+from __future__ import annotations
+
+from cutlass import Float32, Uint32
+from cutlass._mlir.dialects import llvm
+from cutlass.cutlass_dsl import T, dsl_user_op
+
+
+def _asm(ret, args, text: str, constraints: str):
+    return llvm.inline_asm(
+        ret, args, text, constraints, has_side_effects=False, is_align_stack=False, asm_dialect=llvm.AsmDialect.AD_ATT
+    )
+
+
+@dsl_user_op
+def f32_to_e4m3(a: Float32, *, loc=None, ip=None) -> Uint32:
+    """RNE, saturating float -> E4M3 byte (in the low 8 bits)."""
+    zero = Float32(0.0).ir_value(loc=loc, ip=ip)
+    # cvt packs its first source into the upper byte: put the value second (low byte).
+    text = "{ .reg .b16 t; cvt.rn.satfinite.e4m3x2.f32 t, $2, $1; cvt.u32.u16 $0, t; }"
+    return Uint32(_asm(T.i32(), [Float32(a).ir_value(loc=loc, ip=ip), zero], text, "=r,f,f"))
+
+
+@dsl_user_op
+def e4m3_to_f32(byte: Uint32, *, loc=None, ip=None) -> Float32:
+    """E4M3 byte (low 8 bits) -> float, exact (through f16, which holds every E4M3 value)."""
+    text = (
+        "{ .reg .b16 t, lo, hi; .reg .b32 h2; cvt.u16.u32 t, $1; cvt.rn.f16x2.e4m3x2 h2, t; "
+        "mov.b32 {lo, hi}, h2; cvt.f32.f16 $0, lo; }"
+    )
+    return Float32(_asm(T.f32(), [Uint32(byte).ir_value(loc=loc, ip=ip)], text, "=f,r"))
+
+
+@dsl_user_op
+def f32x8_to_e2m1x8(v0, v1, v2, v3, v4, v5, v6, v7, *, loc=None, ip=None) -> Uint32:
+    """Eight floats -> eight E2M1 codes in a u32, element i in nibble i (RNE, saturating).
+
+    Hardware conversion (sm_100a+/sm_120a+): ``cvt`` puts its first source in the high
+    nibble, so each pair is passed (odd, even).
+    """
+    vals = [Float32(v).ir_value(loc=loc, ip=ip) for v in (v0, v1, v2, v3, v4, v5, v6, v7)]
+    text = (
+        "{ .reg .b8 b0, b1, b2, b3; "
+        "cvt.rn.satfinite.e2m1x2.f32 b0, $2, $1; cvt.rn.satfinite.e2m1x2.f32 b1, $4, $3; "
+        "cvt.rn.satfinite.e2m1x2.f32 b2, $6, $5; cvt.rn.satfinite.e2m1x2.f32 b3, $8, $7; "
+        "mov.b32 $0, {b0, b1, b2, b3}; }"
+    )
+    return Uint32(_asm(T.i32(), vals, text, "=r,f,f,f,f,f,f,f,f"))
+
+
+@dsl_user_op
+def f32_bits(a: Float32, *, loc=None, ip=None) -> Uint32:
+    """The IEEE bit pattern of a float (sign of -0.0 included)."""
+    return Uint32(_asm(T.i32(), [Float32(a).ir_value(loc=loc, ip=ip)], "mov.b32 $0, $1;", "=r,f"))
