@@ -38,23 +38,33 @@ def copy_bandwidth() -> float:
     return 2 * n / (t.median_us * 1e-6)
 
 
-def launch_overhead(tvm_ffi: bool, cache: KernelCache) -> float:
-    """Host µs per launch: many back-to-back launches of a tiny problem, host clock."""
+def launch_overhead(cache: KernelCache) -> dict:
+    """Host µs per launch, by path: many back-to-back launches of a tiny problem, host clock."""
     x = torch.randn(1, 2048, device="cuda").bfloat16()
     g = torch.ones(1, device="cuda")
     q = torch.empty(1, 1024, dtype=torch.uint8, device="cuda")
     s = torch.empty(1, 128, dtype=torch.uint8, device="cuda")
-    ck = get_kernel(QuantizeConfig(2048), current_target(), cache=cache, tvm_ffi=tvm_ffi)
-    for _ in range(50):
-        launch(ck, x, q, s, g)
-    torch.cuda.synchronize()
-    n = 2000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        launch(ck, x, q, s, g)
-    host = (time.perf_counter() - t0) / n * 1e6
-    torch.cuda.synchronize()
-    return host
+    ffi = get_kernel(QuantizeConfig(2048), current_target(), cache=cache, tvm_ffi=True)
+    dlp = get_kernel(QuantizeConfig(2048), current_target(), cache=cache, tvm_ffi=False)
+    raw = torch.cuda.current_stream().cuda_stream
+
+    def per_call(fn, n=3000):
+        for _ in range(100):
+            fn()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        us = (time.perf_counter() - t0) / n * 1e6
+        torch.cuda.synchronize()
+        return us
+
+    return {
+        "tvm_ffi_call_us": per_call(lambda: ffi.fn(x, q, s, g, raw)),
+        "tvm_ffi_launch_us": per_call(lambda: launch(ffi, x, q, s, g)),
+        "dlpack_launch_us": per_call(lambda: launch(dlp, x, q, s, g)),
+        "torch_add_us": per_call(lambda: x.add_(0)),
+    }
 
 
 def warm_start_seconds(root: str) -> dict:
@@ -106,7 +116,7 @@ def main() -> None:
         print(f"m={m:6d} H={h:5d} exact={exact} kernel {tk.median_us:9.1f} us {rows[-1]['kernel_gbps']:7.0f} GB/s "
               f"({rows[-1]['kernel_pct_of_copy_bw']:5.1f}% of copy BW)  torch {tt.median_us:10.1f} us", flush=True)
         del x, q, s, rq, rs
-    overhead = {"tvm_ffi_us": launch_overhead(True, cache), "dlpack_us": launch_overhead(False, cache)}
+    overhead = launch_overhead(cache)
     print("host overhead per launch:", overhead)
     warm = warm_start_seconds(str(cache.root))
     print("fresh process, warm disk cache:", warm)

@@ -23,3 +23,16 @@ def test_doctor_prints_its_table(capsys):
     text = capsys.readouterr().out
     for item in ("torch", "nvidia-cutlass-dsl", "sm_120a", "sm_121a", "sm_90a", "tensorrt_llm"):
         assert item in text
+
+
+def test_compile_command_reports_sass_per_kernel(tmp_path, capsys):
+    import pytest
+
+    pytest.importorskip("cutlass")
+    assert main(["compile", "--arch", "sm_121a", "--preset", "nemotron-3-nano", "--cache-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("quantize") == 4 and "cvt.e2m1x2×8" in text and "compiled" in text
+    assert main(["compile", "--arch", "sm_121a", "--preset", "nemotron-3-nano", "--cache-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("disk") == 4  # the second run loads every kernel from the cache
+    assert main(["compile", "--arch", "sm_90a", "--preset", "nemotron-3-nano", "--cache-dir", str(tmp_path)]) == 0
+    assert "cvt.e2m1x2" not in capsys.readouterr().out  # Hopper converts in software

@@ -107,6 +107,48 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from .arch import get_target
+    from .kernels.cache import KernelCache, default_cache
+    from .kernels.catalog import KEY_SASS, preset_kernels
+    from .kernels.sass import ToolNotFound, analyze_cubin
+    from .models import get_preset
+
+    console = _console()
+    target = get_target(args.arch)
+    shape = get_preset(args.preset)
+    cache = KernelCache(root=args.cache_dir) if args.cache_dir else default_cache()
+    specs = preset_kernels(shape)
+    table = Table(title=f"{shape.name} kernels for {target.name} ({target.parts}) — cache {cache.directory}")
+    for col in ("kernel", "time s", "origin", "regs", "smem B", "spills", "key SASS"):
+        table.add_column(col, justify="left" if col in ("kernel", "key SASS", "origin") else "right")
+    failures = 0
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"compiling for {target.name}", total=len(specs))
+        for spec in specs:
+            ck = spec.get(target, cache)
+            try:
+                sass = analyze_cubin(ck.cubin) if ck.cubin else None
+            except ToolNotFound as e:
+                console.print(f"[yellow]{e}[/]")
+                sass = None
+            if sass is None:
+                table.add_row(spec.label, f"{ck.seconds:.2f}", ck.origin, "?", "?", "?", "no cubin / no nvdisasm")
+            else:
+                r = sass.resources
+                failures += sass.spills > 0 or r.shared_bytes > target.smem_per_block
+                keys = ", ".join(f"{KEY_SASS[k]}×{n}" for k, n in sass.key_instructions(tuple(KEY_SASS)).items())
+                table.add_row(spec.label, f"{ck.seconds:.2f}", ck.origin, str(r.registers), str(r.shared_bytes),
+                              str(sass.spills), keys)
+            progress.advance(task)
+    console.print(table)
+    if failures:
+        console.print(f"[red]{failures} kernel(s) spill or exceed {target.smem_per_block} B of shared memory[/]")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models import DEFAULT_PRESET, PRESETS
 
@@ -128,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="results file (default: b12x-bench-<preset>.json)")
     b.add_argument("--plot", help="write a PNG plot of latency and roofline vs tokens")
     b.set_defaults(fn=cmd_bench)
+
+    c = sub.add_parser("compile", help="compile a preset's kernels for a target (no GPU needed) and fill the cache")
+    c.add_argument("--arch", required=True, help="sm_90a, sm_120a or sm_121a")
+    c.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    c.add_argument("--cache-dir", help="cache root (default: TRTLLM_B12X_CACHE_DIR or ~/.cache/trtllm_b12x)")
+    c.set_defaults(fn=cmd_compile)
 
     d = sub.add_parser("doctor", help="versions, GPU, tiers that run here, TensorRT-LLM status")
     d.set_defaults(fn=cmd_doctor)

@@ -19,7 +19,7 @@ def cache(tmp_path_factory):
 @pytest.mark.parametrize("layout", ["linear", "swizzled"])
 @pytest.mark.parametrize("hidden, dtype", [(2048, "bfloat16"), (2688, "float16")])
 def test_quantize_sass(cache, arch, layout, hidden, dtype):
-    ck = get_kernel(QuantizeConfig(hidden, dtype, layout), get_target(arch), cache=cache, keep_cubin=True)
+    ck = get_kernel(QuantizeConfig(hidden, dtype, layout), get_target(arch), cache=cache)
     sass = analyze_cubin(ck.cubin)
     hw_fp4 = sass.count("F2FP.SATFINITE.E2M1.F32.PACK_AB_MERGE_C")
     if arch == "sm_90a":

@@ -94,7 +94,7 @@ class CompiledKernel:
     fn: Callable  # the launcher; arguments as the kernel's __call__ declares
     origin: str  # "compiled" | "disk"
     seconds: float  # compile or load time
-    cubin: bytes | None = None  # present when freshly compiled with keep_cubin
+    cubin: bytes | None = None  # the device binary (kept on disk beside the host object)
 
 
 @dataclass
@@ -122,14 +122,15 @@ class KernelCache:
         return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.exists() else []
 
     def clear(self) -> None:
+        """Forget every compiled kernel, in memory and on disk (all fingerprints)."""
         self._mem.clear()
-        if self.root is not None or settings().cache_dir:
-            shutil.rmtree(Path(self.root or settings().cache_dir), ignore_errors=True)
+        shutil.rmtree(Path(self.root or settings().cache_dir), ignore_errors=True)
 
-    def get(self, key: CompileKey, build: Callable[[], Any], *, keep_cubin: bool = False) -> CompiledKernel:
-        """The kernel for ``key``: from memory, else disk, else ``build()`` (a ``cute.compile``)."""
+    def get(self, key: CompileKey, build: Callable[[], Any]) -> CompiledKernel:
+        """The kernel for ``key``: from memory, else disk, else ``build()`` (a ``cute.compile``
+        that keeps its cubin)."""
         hit = self._mem.get(key)
-        if hit is not None and (hit.cubin is not None or not keep_cubin):
+        if hit is not None:
             self.stats.memory_hits += 1
             return hit
         if not self.use_disk:
@@ -138,11 +139,11 @@ class KernelCache:
             d = self.directory
             d.mkdir(parents=True, exist_ok=True)
             obj = d / f"{key.digest}.o"
-            ck = None if keep_cubin else self._load(key, obj)
+            ck = self._load(key, obj)
             if ck is None:
                 with open(d / f"{key.digest}.lock", "w") as lock:
                     fcntl.flock(lock, fcntl.LOCK_EX)  # one compiler per entry across processes
-                    ck = None if keep_cubin else self._load(key, obj)
+                    ck = self._load(key, obj)
                     if ck is None:
                         ck = self._compile(key, build)
                         self._store(key, ck, obj)
@@ -171,7 +172,10 @@ class KernelCache:
             "compile_seconds": ck.seconds,
             "created": time.time(),
         }
-        for path, payload in ((obj, data), (obj.with_suffix(".json"), json.dumps(meta, indent=1).encode())):
+        files = [(obj, data), (obj.with_suffix(".cubin"), ck.cubin or b"")]
+        # metadata last: its presence marks a complete entry
+        files.append((obj.with_suffix(".json"), json.dumps(meta, indent=1).encode()))
+        for path, payload in files:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             tmp.write_bytes(payload)
             os.replace(tmp, path)  # atomic publish: readers see all or nothing
@@ -195,8 +199,9 @@ class KernelCache:
             fn = tvm_ffi.Function.__from_extern_c__(ptr, keep_alive_object=module.engine)
         else:
             fn = getattr(module, meta["prefix"])
+        cubin = obj.with_suffix(".cubin").read_bytes() if obj.with_suffix(".cubin").exists() else None
         self.stats.disk_hits += 1
-        return CompiledKernel(key, fn, "disk", time.perf_counter() - t0)
+        return CompiledKernel(key, fn, "disk", time.perf_counter() - t0, cubin or None)
 
 
 @functools.lru_cache(maxsize=1)
