@@ -23,13 +23,12 @@ from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, current_target
 from .cache import CompileKey, KernelCache, default_cache, have_tvm_ffi
+from ..quantization.codecs import E2M1_RNE_BOUNDS
 from .intrinsics import e4m3_to_f32, f32_bits, f32_to_e4m3, f32x8_to_e2m1x8
 
 SF_LAYOUTS = ("linear", "swizzled")
 _DTYPES = {"bfloat16": (BFloat16, torch.bfloat16), "float16": (Float16, torch.float16)}
-# Round-to-nearest-even boundaries of E2M1 magnitudes; True where the tie rounds up
-# (the upper neighbour has the even code). Same table as quantization.codecs.
-_E2M1_BOUNDS = ((0.25, False), (0.75, True), (1.25, False), (1.75, True), (2.5, False), (3.5, True), (5.0, False))
+
 
 
 @dataclass(frozen=True)
@@ -149,7 +148,7 @@ class QuantizeSm90:
         for i in cutlass.range_constexpr(8):
             mag = cute.math.abs(vals[i])
             code = Uint32(0)
-            for bound, tie_up in _E2M1_BOUNDS:
+            for bound, tie_up in E2M1_RNE_BOUNDS:
                 passed = (mag >= Float32(bound)) if tie_up else (mag > Float32(bound))
                 code = code + Uint32(passed)
             code = code | ((f32_bits(vals[i]) >> 31) << 3)

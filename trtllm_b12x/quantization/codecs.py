@@ -28,7 +28,7 @@ E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -
 # Round-to-nearest-even boundaries on |v|, with whether a value equal to the boundary
 # rounds up (to the even code): 0.25->0.0 0.75->1.0 1.25->1.0 1.75->2.0 2.5->2.0
 # 3.5->4.0 5.0->4.0. The code magnitude is the number of boundaries passed.
-_BOUNDS = ((0.25, False), (0.75, True), (1.25, False), (1.75, True), (2.5, False), (3.5, True), (5.0, False))
+E2M1_RNE_BOUNDS = ((0.25, False), (0.75, True), (1.25, False), (1.75, True), (2.5, False), (3.5, True), (5.0, False))
 
 
 def _reject_nan(x: torch.Tensor, what: str) -> None:
@@ -48,7 +48,7 @@ def e2m1_encode(v: torch.Tensor) -> torch.Tensor:
     v = v.float()
     mag = v.abs()
     code = torch.zeros(v.shape, dtype=torch.uint8, device=v.device)
-    for bound, tie_up in _BOUNDS:
+    for bound, tie_up in E2M1_RNE_BOUNDS:
         code += (mag >= bound) if tie_up else (mag > bound)
     sign = torch.signbit(v).to(torch.uint8) << 3
     return code | sign
