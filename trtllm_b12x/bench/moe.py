@@ -13,6 +13,7 @@ from ..activation import Activation
 from ..arch import describe_device
 from ..models import MoEShape, make_hidden_states, make_routing
 from ..quantization.bundle import MoEWeights
+from ..moe import MoERunner
 from ..reference import moe_reference, relative_error
 from .timing import Timing, measure_read_bandwidth, time_cpu, time_gpu
 
@@ -36,18 +37,31 @@ def _oracle(weights: MoEWeights, act: Activation) -> MoEFn:
 
 
 def _dequant_bf16(weights: MoEWeights, act: Activation) -> MoEFn:
-    """Peer: dequantize the touched experts to bf16, then bf16 GEMMs per expert."""
+    """Peer: dequantize the touched experts to bf16 each call, then per-expert GEMMs
+    (the runner's fallback path)."""
+    runner = MoERunner(weights, act, validate_ids=False)
+    return lambda x, ids, w: runner(x, ids, w)
+
+
+def _bf16_grouped(weights: MoEWeights, act: Activation) -> MoEFn:
+    """Peer: bf16 weights resident in memory (3.6x the NVFP4 bytes), torch grouped GEMM."""
+    chunks = range(0, weights.num_experts, 16)
+    w13 = torch.cat([weights.dequant_w13(slice(i, i + 16)).bfloat16() for i in chunks])
+    w2 = torch.cat([weights.dequant_w2(slice(i, i + 16)).bfloat16() for i in chunks])
+    w13_t, w2_t = w13.transpose(1, 2), w2.transpose(1, 2)  # [E, K, N], column-major per expert
+    num_e = weights.num_experts
 
     def run(x, ids, w):
-        out = torch.zeros(x.shape[0], weights.hidden_size, dtype=torch.float32, device=x.device)
+        k = ids.shape[1]
         flat = ids.reshape(-1).long()
-        experts = flat.unique()
-        w13 = weights.dequant_w13(experts).to(x.dtype)
-        w2 = weights.dequant_w2(experts).to(x.dtype)
-        for j, e in enumerate(experts.tolist()):
-            tok, slot = (ids == e).nonzero(as_tuple=True)
-            a = act((x[tok] @ w13[j].t()).float()).to(x.dtype)
-            out.index_add_(0, tok, (a @ w2[j].t()).float() * w[tok, slot, None])
+        order = torch.argsort(flat, stable=True)
+        offs = torch.cumsum(torch.bincount(flat, minlength=num_e), 0).to(torch.int32)
+        tok = order // k
+        h = torch._grouped_mm(x[tok], w13_t, offs=offs)
+        a = act(h.float()).to(x.dtype)
+        y = torch._grouped_mm(a, w2_t, offs=offs)
+        out = torch.zeros(x.shape[0], weights.hidden_size, dtype=torch.float32, device=x.device)
+        out.index_add_(0, tok, y.float() * w.reshape(-1)[order, None])
         return out.to(x.dtype)
 
     return run
@@ -57,9 +71,17 @@ def _needs_cuda(device: torch.device) -> str | None:
     return None if device.type == "cuda" else "needs a CUDA GPU"
 
 
+def _needs_grouped_mm(device: torch.device) -> str | None:
+    if device.type != "cuda":
+        return "needs a CUDA GPU"
+    return None if hasattr(torch, "_grouped_mm") else "this torch has no _grouped_mm"
+
+
 IMPLS: list[Impl] = [
     Impl("oracle-fp32", "w4a16", "any device", lambda d: None, _oracle),
     Impl("torch-dequant-bf16", "w4a16", "CUDA GPU", _needs_cuda, _dequant_bf16),
+    Impl("torch-bf16-grouped-gemm", "w4a16", "CUDA GPU with torch._grouped_mm (SM90+)", _needs_grouped_mm,
+         _bf16_grouped, graph_safe=True),
 ]
 
 
@@ -135,6 +157,7 @@ def run_sweep(
             res.skipped[impl.name] = f"{why} ({impl.needs})"
         else:
             runnable.append((impl, impl.build(weights, act)))
+    ceiling = _read_ceiling(weights, res.skipped)
     for m in tokens:
         x = make_hidden_states(m, shape, seed=seed + m, device=device)
         ids, w = make_routing(m, weights.num_experts, shape.top_k, seed=seed + m, skew=skew, device=device)
@@ -158,4 +181,21 @@ def run_sweep(
                 Row(impl.name, m, t.median_us, unique, nbytes, gbps,
                     None if peak is None else 100.0 * gbps * 1e9 / peak, err, t.method)
             )
+        if ceiling is not None:
+            t = time_gpu(lambda: ceiling(ids), reps=reps, graph=True)
+            gbps = nbytes / (t.median_us * 1e-6) / 1e9
+            res.rows.append(Row(CEILING, m, t.median_us, unique, nbytes, gbps, 100.0 * gbps * 1e9 / peak, None, t.method))
     return res
+
+
+CEILING = "read-only-ceiling"
+
+
+def _read_ceiling(weights: MoEWeights, skipped: dict) -> Callable | None:
+    """The streaming kernel that reads the touched experts' bytes and nothing else."""
+    if weights.device.type != "cuda":
+        skipped[CEILING] = "needs a CUDA GPU (SM90 or SM120/SM121; CuTe DSL kernel)"
+        return None
+    from ..kernels.stream import read_ceiling_fn
+
+    return read_ceiling_fn(weights.w13, weights.w13_scale, weights.w2, weights.w2_scale, weights.num_experts)
