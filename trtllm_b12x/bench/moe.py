@@ -55,7 +55,8 @@ def _bf16_grouped(weights: MoEWeights, act: Activation) -> MoEFn:
         k = ids.shape[1]
         flat = ids.reshape(-1).long()
         order = torch.argsort(flat, stable=True)
-        offs = torch.cumsum(torch.bincount(flat, minlength=num_e), 0).to(torch.int32)
+        counts = torch.zeros(num_e, dtype=torch.int64, device=x.device).scatter_add_(0, flat, torch.ones_like(flat))
+        offs = torch.cumsum(counts, 0).to(torch.int32)  # (bincount would sync: not capturable)
         tok = order // k
         h = torch._grouped_mm(x[tok], w13_t, offs=offs)
         a = act(h.float()).to(x.dtype)

@@ -72,5 +72,5 @@ def measure_read_bandwidth(nbytes: int = 2 << 30, reps: int = 20) -> float:
     """HBM read bandwidth in bytes/s: a reduction over a buffer much larger than L2."""
     x = torch.ones(nbytes // 4, dtype=torch.float32, device="cuda")
     out = torch.empty((), dtype=torch.float32, device="cuda")
-    t = time_gpu(lambda: torch.sum(x, out=out), reps=reps, graph=True, flush_l2=False)
+    t = time_gpu(lambda: torch.sum(x, dim=0, out=out), reps=reps, graph=True, flush_l2=False)
     return nbytes / (t.median_us * 1e-6)
