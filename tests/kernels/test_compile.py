@@ -41,3 +41,17 @@ def test_unsupported_targets_are_named():
         QuantizeConfig(100)
     with pytest.raises(ValueError, match="supported: \\('linear', 'swizzled'\\)"):
         QuantizeConfig(128, sf_layout="mma")
+
+
+@pytest.mark.parametrize("arch", sorted(TARGETS))
+def test_read_ceiling_streams_16_byte_vectors(cache, arch):
+    from trtllm_b12x.kernels.cache import CompileKey
+    from trtllm_b12x.kernels.stream import StreamConfig, StreamExperts
+
+    cfg = StreamConfig(words_a=2 * 768 * 2048 // 8, words_b=2 * 768 * 2048 // 64)
+    k = StreamExperts(cfg)
+    target = get_target(arch)
+    ck = cache.get(CompileKey(k.family, arch, cfg, False), lambda: k.compile(target, tvm_ffi=False))
+    sass = analyze_cubin(ck.cubin)
+    assert sass.count("LDG.E.128") == 2 * cfg.unroll  # data branch and scale branch
+    assert sass.spills == 0

@@ -86,13 +86,6 @@ IMPLS: list[Impl] = [
 ]
 
 
-def register(impl: Impl) -> None:
-    """Add a kernel implementation to the sweep (kernel modules call this)."""
-    if any(i.name == impl.name for i in IMPLS):
-        raise ValueError(f"implementation {impl.name!r} is already registered")
-    IMPLS.append(impl)
-
-
 @dataclass
 class Row:
     impl: str
