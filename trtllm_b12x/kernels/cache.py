@@ -3,7 +3,8 @@
 * A :class:`CompileKey` names one compiled kernel: family, target, and the frozen config
   (dtypes, static dims, tile choices). Token counts are never in it: they stay dynamic.
 * :class:`KernelCache` keeps compiled kernels in memory and on disk. Disk entries live in
-  ``<cache_dir>/<fingerprint>/`` where the fingerprint hashes our kernel sources and the
+  ``<cache_dir>/<fingerprint>/`` where the fingerprint hashes our kernel sources (and the
+  codec tables they trace) and the
   cutlass-dsl / tvm-ffi versions, so an upgrade or a kernel edit never loads a stale
   binary. Writers take a per-entry file lock and publish with an atomic rename, so
   several worker processes starting together compile each kernel once.
@@ -32,6 +33,7 @@ from typing import Any, Callable
 from .._env import settings
 
 _KERNEL_DIR = Path(__file__).resolve().parent
+_TRACED_SOURCES = (_KERNEL_DIR.parent / "quantization" / "codecs.py",)  # tables traced into kernels
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,9 @@ def have_tvm_ffi() -> bool:
 def source_fingerprint() -> str:
     """Hash of every kernel source file plus the compiler and FFI versions."""
     h = hashlib.sha256()
-    for path in sorted(_KERNEL_DIR.rglob("*.py")):
-        h.update(path.relative_to(_KERNEL_DIR).as_posix().encode())
+    sources = sorted(_KERNEL_DIR.rglob("*.py")) + list(_TRACED_SOURCES)
+    for path in sources:
+        h.update(path.name.encode())
         h.update(path.read_bytes())
     h.update(f"cutlass-dsl={_version('nvidia-cutlass-dsl')};tvm-ffi={_version('apache-tvm-ffi')}".encode())
     return h.hexdigest()[:16]
