@@ -69,12 +69,12 @@ def _bf16_grouped(weights: MoEWeights, act: Activation) -> MoEFn:
 
 
 def _needs_cuda(device: torch.device) -> str | None:
-    return None if device.type == "cuda" else "needs a CUDA GPU"
+    return None if device.type == "cuda" else "no CUDA GPU here"
 
 
 def _needs_grouped_mm(device: torch.device) -> str | None:
     if device.type != "cuda":
-        return "needs a CUDA GPU"
+        return "no CUDA GPU here"
     return None if hasattr(torch, "_grouped_mm") else "this torch has no _grouped_mm"
 
 
@@ -188,7 +188,7 @@ CEILING = "read-only-ceiling"
 def _read_ceiling(weights: MoEWeights, skipped: dict) -> Callable | None:
     """The streaming kernel that reads the touched experts' bytes and nothing else."""
     if weights.device.type != "cuda":
-        skipped[CEILING] = "needs a CUDA GPU (SM90 or SM120/SM121; CuTe DSL kernel)"
+        skipped[CEILING] = "no CUDA GPU here (needs SM90 or SM120/SM121: a CuTe DSL kernel)"
         return None
     from ..kernels.stream import read_ceiling_fn
 
