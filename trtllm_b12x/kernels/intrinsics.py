@@ -57,3 +57,14 @@ def f32x8_to_e2m1x8(v0, v1, v2, v3, v4, v5, v6, v7, *, loc=None, ip=None) -> Uin
 def f32_bits(a: Float32, *, loc=None, ip=None) -> Uint32:
     """The IEEE bit pattern of a float (sign of -0.0 included)."""
     return Uint32(_asm(T.i32(), [Float32(a).ir_value(loc=loc, ip=ip)], "mov.b32 $0, $1;", "=r,f"))
+
+
+@dsl_user_op
+def block_any(flag: Uint32, *, loc=None, ip=None) -> Uint32:
+    """1 in every thread of the CTA if any thread's ``flag`` is non-zero (``bar.red.or``);
+    a CTA-wide barrier: every thread must reach it."""
+    text = "{ .reg .pred p, q; setp.ne.u32 p, $1, 0; bar.red.or.pred q, 0, p; selp.u32 $0, 1, 0, q; }"
+    return Uint32(
+        llvm.inline_asm(T.i32(), [Uint32(flag).ir_value(loc=loc, ip=ip)], text, "=r,r",
+                        has_side_effects=True, is_align_stack=False, asm_dialect=llvm.AsmDialect.AD_ATT)
+    )

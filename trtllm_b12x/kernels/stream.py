@@ -1,9 +1,10 @@
 """Read-only ceiling of a decode MoE: stream exactly the NVFP4 bytes of the touched experts.
 
 No math, no output: what a bandwidth-bound fused MoE kernel could reach at best with the
-same two dependent phases (FC1 bytes, then FC2 bytes). Pairs are sorted by expert id on
-the device; the first pair of each expert ("leader") streams that expert's bytes, so each
-touched expert is read once and nothing syncs with the host (graph-capturable).
+same two dependent phases (FC1 bytes, then FC2 bytes). The first (token, slot) pair of
+each expert in routing order ("leader") streams that expert's bytes, so each touched
+expert is read once; a CTA finds out whether it leads by scanning the earlier pairs'
+ids, so there is no sort launch and no host sync (graph-capturable).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from dataclasses import dataclass
 import cutlass
 import cutlass.cute as cute
 import torch
-from cutlass import Int32
+from cutlass import Int32, Uint32
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, current_target
 from .cache import CompileKey, KernelCache, default_cache, have_tvm_ffi
+from .intrinsics import block_any
 from .quantize import launch
 
 
@@ -59,22 +61,24 @@ class StreamExperts:
         return cute.compile(self, *args, options=opts)
 
     @cute.jit
-    def __call__(self, mSorted: cute.Tensor, mA: cute.Tensor, mB: cute.Tensor, mSink: cute.Tensor, stream):
+    def __call__(self, mIds: cute.Tensor, mA: cute.Tensor, mB: cute.Tensor, mSink: cute.Tensor, stream):
         ca, cb = self.cfg.chunks
-        self.kernel(mSorted, mA, mB, mSink).launch(
-            grid=[mSorted.shape[0], ca + cb, 1], block=[self.cfg.threads, 1, 1], stream=stream
+        self.kernel(mIds, mA, mB, mSink).launch(
+            grid=[mIds.shape[0], ca + cb, 1], block=[self.cfg.threads, 1, 1], stream=stream
         )
 
     @cute.kernel
-    def kernel(self, mSorted: cute.Tensor, mA: cute.Tensor, mB: cute.Tensor, mSink: cute.Tensor):
+    def kernel(self, mIds: cute.Tensor, mA: cute.Tensor, mB: cute.Tensor, mSink: cute.Tensor):
         cfg = self.cfg
         tidx, _, _ = cute.arch.thread_idx()
         pair, chunk, _ = cute.arch.block_idx()
-        e = mSorted[pair]
-        leader = e >= 0 and e < mA.shape[0]
-        if pair > 0:
-            leader = leader and mSorted[pair - 1] != e
-        if leader:
+        e = mIds[pair]
+        seen = Uint32(0)
+        for q in cutlass.range(tidx, pair, cfg.threads):
+            if mIds[q] == e:
+                seen = Uint32(1)
+        earlier = block_any(seen)  # every thread reaches this barrier
+        if earlier == Uint32(0) and e >= 0 and e < mA.shape[0]:
             ca, _ = cfg.chunks
             acc = Int32(0)
             if chunk < ca:
@@ -119,8 +123,8 @@ def read_ceiling_fn(w13: torch.Tensor, w13_scale: torch.Tensor, w2: torch.Tensor
     sink = torch.zeros(256, dtype=torch.int32, device=w13.device)
 
     def run(topk_ids: torch.Tensor) -> None:
-        sorted_ids = torch.sort(topk_ids.reshape(-1)).values
+        flat = topk_ids.reshape(-1)
         for ck, (a, b) in zip(kernels, views):
-            launch(ck, sorted_ids, a, b, sink)
+            launch(ck, flat, a, b, sink)
 
     return run
