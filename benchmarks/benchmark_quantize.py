@@ -22,8 +22,8 @@ import torch
 
 from trtllm_b12x.arch import current_target
 from trtllm_b12x.bench.timing import time_gpu
-from trtllm_b12x.kernels.cache import KernelCache
-from trtllm_b12x.kernels.quantize import QuantizeConfig, get_kernel, launch, quantize_activations
+from trtllm_b12x.kernels.cache import KernelCache, launch
+from trtllm_b12x.kernels.quantize import QuantizeConfig, get_kernel, quantize_activations
 from trtllm_b12x.quantization import quantize_nvfp4
 
 SIZES = [(1, 2048), (64, 4096), (1024, 4096), (4096, 7168), (8192, 7168), (16384, 4096), (32768, 4096), (32768, 7168)]

@@ -7,6 +7,7 @@ TRTLLM_B12X_ARCH        force a compile target (sm_90a, sm_120a, sm_121a) instea
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,3 +24,11 @@ def settings() -> Settings:
     env = os.environ
     cache = env.get("TRTLLM_B12X_CACHE_DIR") or str(Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trtllm_b12x")
     return Settings(cache_dir=Path(cache), forced_arch=env.get("TRTLLM_B12X_ARCH") or None)
+
+
+def package_version(dist: str) -> str:
+    """Installed version of a distribution, or "not installed"."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import importlib.util
 import platform
 import sys
@@ -11,6 +10,8 @@ import time
 
 from rich.console import Console
 from rich.table import Table
+
+from ._env import package_version
 
 
 
@@ -20,13 +21,6 @@ def _console() -> Console:
 
 GPU_TOKENS = [1, 2, 3, 4, 7, 8, 16, 31, 32, 63]
 CPU_TOKENS = [1, 2, 4, 8, 16, 32, 63]
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -84,9 +78,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     t.add_column("item")
     t.add_column("value")
     t.add_row("python", platform.python_version())
-    t.add_row("trtllm-b12x", _version("trtllm-b12x"))
+    t.add_row("trtllm-b12x", package_version("trtllm-b12x"))
     t.add_row("torch", f"{torch.__version__} (CUDA {torch.version.cuda or 'none'})")
-    t.add_row("nvidia-cutlass-dsl", _version("nvidia-cutlass-dsl"))
+    t.add_row("nvidia-cutlass-dsl", package_version("nvidia-cutlass-dsl"))
     cc = device_capability()
     if cc is None:
         t.add_row("GPU", "none (kernels can still be compiled ahead of time for any target)")
@@ -102,7 +96,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         runs = "runs here" if here is not None and here.tier == target.tier else "compile only"
         t.add_row(f"target {target.name}", f"{target.tier} tier — {target.parts}: {runs}")
     has_trtllm = importlib.util.find_spec("tensorrt_llm") is not None
-    t.add_row("tensorrt_llm", _version("tensorrt_llm") if has_trtllm else "not installed (adapter inactive)")
+    t.add_row("tensorrt_llm", package_version("tensorrt_llm") if has_trtllm else "not installed (adapter inactive)")
     console.print(t)
     return 0
 

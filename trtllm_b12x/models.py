@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .activation import Activation
-from .quantization.bundle import NVFP4_BYTES_PER_ELEMENT, MoEWeights
+from .quantization.bundle import MoEWeights, expert_bytes
 from .quantization.nvfp4 import quantize_weight
 
 
@@ -29,7 +29,7 @@ class MoEShape:
 
     @property
     def bytes_per_expert(self) -> float:
-        return ((2 if self.gated else 1) + 1) * self.hidden_size * self.intermediate_size * NVFP4_BYTES_PER_ELEMENT
+        return expert_bytes(self.hidden_size, self.intermediate_size, self.gated)
 
     def default_activation(self) -> Activation:
         return Activation(self.activation)

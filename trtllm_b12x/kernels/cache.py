@@ -20,7 +20,6 @@ import dataclasses
 import fcntl
 import functools
 import hashlib
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -30,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .._env import settings
+import torch
+
+from .._env import package_version, settings
 
 _KERNEL_DIR = Path(__file__).resolve().parent
 _TRACED_SOURCES = (_KERNEL_DIR.parent / "quantization" / "codecs.py",)  # tables traced into kernels
@@ -58,13 +59,6 @@ class CompileKey:
         return f"{self.family}[{self.arch}]({cfg})"
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
-
-
 @functools.lru_cache(maxsize=1)
 def have_tvm_ffi() -> bool:
     return importlib.util.find_spec("tvm_ffi") is not None
@@ -78,7 +72,7 @@ def source_fingerprint() -> str:
     for path in sources:
         h.update(path.name.encode())
         h.update(path.read_bytes())
-    h.update(f"cutlass-dsl={_version('nvidia-cutlass-dsl')};tvm-ffi={_version('apache-tvm-ffi')}".encode())
+    h.update(f"cutlass-dsl={package_version('nvidia-cutlass-dsl')};tvm-ffi={package_version('apache-tvm-ffi')}".encode())
     return h.hexdigest()[:16]
 
 
@@ -89,6 +83,12 @@ def _load_runtime_libraries() -> None:
 
     for lib in find_runtime_libraries(enable_tvm_ffi=have_tvm_ffi()):
         ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+
+
+def compile_options(target, tvm_ffi: bool) -> str:
+    """``cute.compile`` options of every kernel: the explicit target (a GPU-less machine
+    would otherwise silently target sm_100a), the cubin kept for the cache and SASS checks."""
+    return f"--gpu-arch {target.name} --keep-cubin" + (" --enable-tvm-ffi" if tvm_ffi else "")
 
 
 @dataclass
@@ -211,3 +211,19 @@ class KernelCache:
 def default_cache() -> KernelCache:
     """The process-wide cache (configured by TRTLLM_B12X_CACHE_DIR)."""
     return KernelCache()
+
+
+def launch(ck: CompiledKernel, *tensors) -> None:
+    """Call a compiled kernel on torch tensors on the current stream (TVM-FFI or DLPack)."""
+    # the raw handle getter costs well under a microsecond; torch.cuda.current_stream() ~5 µs
+    stream = torch._C._cuda_getCurrentRawStream(tensors[0].device.index)
+    if ck.key.tvm_ffi:
+        ck.fn(*tensors, stream)
+    else:
+        from cuda.bindings.driver import CUstream
+        from cutlass.cute.runtime import from_dlpack
+
+        # dynamic layouts, as compiled from the fake tensors (one-element tensors stay static)
+        args = [from_dlpack(t, assumed_align=16) for t in tensors]
+        args = [a if t.numel() == 1 else a.mark_layout_dynamic() for a, t in zip(args, tensors)]
+        ck.fn(*args, CUstream(stream))

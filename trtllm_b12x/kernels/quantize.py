@@ -22,7 +22,7 @@ from cutlass import BFloat16, Float16, Float32, Int32, Uint8, Uint32
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, current_target
-from .cache import CompileKey, KernelCache, default_cache, have_tvm_ffi
+from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
 from ..quantization.codecs import E2M1_RNE_BOUNDS
 from .intrinsics import e4m3_to_f32, f32_bits, f32_to_e4m3, f32x8_to_e2m1x8
 
@@ -80,8 +80,7 @@ class QuantizeSm90:
         return x, q, s, g, make_fake_stream()
 
     def compile(self, target: Target, *, tvm_ffi: bool):
-        opts = f"--gpu-arch {target.name} --keep-cubin" + (" --enable-tvm-ffi" if tvm_ffi else "")
-        return cute.compile(self, *self.fake_arguments(), options=opts)
+        return cute.compile(self, *self.fake_arguments(), options=compile_options(target, tvm_ffi))
 
     # -- host launch ---------------------------------------------------------------------------
     @cute.jit
@@ -230,19 +229,3 @@ def quantize_activations(
         s_arg = s_arg.reshape(-1)
     launch(ck, x, q, s_arg, global_scale.reshape(1))
     return q, s
-
-
-def launch(ck, *tensors: torch.Tensor) -> None:
-    """Call a compiled kernel on torch tensors on the current stream (TVM-FFI or DLPack)."""
-    # the raw handle getter costs well under a microsecond; torch.cuda.current_stream() ~5 µs
-    stream = torch._C._cuda_getCurrentRawStream(tensors[0].device.index)
-    if ck.key.tvm_ffi:
-        ck.fn(*tensors, stream)
-    else:
-        from cuda.bindings.driver import CUstream
-        from cutlass.cute.runtime import from_dlpack
-
-        # dynamic layouts, as compiled from the fake tensors (one-element tensors stay static)
-        args = [from_dlpack(t, assumed_align=16) for t in tensors]
-        args = [a if t.numel() == 1 else a.mark_layout_dynamic() for a, t in zip(args, tensors)]
-        ck.fn(*args, CUstream(stream))

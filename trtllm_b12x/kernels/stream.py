@@ -18,9 +18,8 @@ from cutlass import Int32, Uint32
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, current_target
-from .cache import CompileKey, KernelCache, default_cache, have_tvm_ffi
+from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
 from .intrinsics import block_any
-from .quantize import launch
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,7 @@ class StreamExperts:
             make_fake_compact_tensor(Int32, (cfg.threads,), assumed_align=16),
             make_fake_stream(),
         )
-        opts = f"--gpu-arch {target.name} --keep-cubin" + (" --enable-tvm-ffi" if tvm_ffi else "")
-        return cute.compile(self, *args, options=opts)
+        return cute.compile(self, *args, options=compile_options(target, tvm_ffi))
 
     @cute.jit
     def __call__(self, mIds: cute.Tensor, mA: cute.Tensor, mB: cute.Tensor, mSink: cute.Tensor, stream):

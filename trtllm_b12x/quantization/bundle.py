@@ -13,6 +13,11 @@ from .nvfp4 import BLOCK, dequantize_nvfp4
 NVFP4_BYTES_PER_ELEMENT = 0.5 + 1.0 / BLOCK
 
 
+def expert_bytes(hidden: int, intermediate: int, gated: bool) -> float:
+    """NVFP4 bytes of one expert's FC1 + FC2 (data + block scales): 0.5625 * (g+1) * H * I."""
+    return ((2 if gated else 1) + 1) * hidden * intermediate * NVFP4_BYTES_PER_ELEMENT
+
+
 @dataclass(frozen=True)
 class MoEWeights:
     """Routed-expert weights of one MoE layer (E local experts, hidden H, intermediate I).
@@ -96,8 +101,7 @@ class MoEWeights:
     @property
     def bytes_per_expert(self) -> float:
         """NVFP4 bytes of one expert's FC1 + FC2 (data + block scales)."""
-        g = 2 if self.gated else 1
-        return (g + 1) * self.hidden_size * self.intermediate_size * NVFP4_BYTES_PER_ELEMENT
+        return expert_bytes(self.hidden_size, self.intermediate_size, self.gated)
 
     @property
     def device(self) -> torch.device:
