@@ -17,7 +17,7 @@ import torch
 
 from .activation import Activation
 from .quantization.bundle import MoEWeights
-from .reference import check_routing
+from .reference import check_routing, local_pairs
 
 DECODE_MAX_TOKENS = 64  # decode = fewer tokens than this
 
@@ -124,13 +124,11 @@ class MoERunner:
                 )
 
     def fallback(self, x, topk_ids, topk_weights, out) -> None:
-        """Dequantize the touched local experts, then per-expert torch GEMMs (syncs once)."""
+        """Dequantize the touched local experts, then per-expert torch GEMMs (host reads: not
+        graph-capturable)."""
         w = self.weights
-        local = topk_ids.long() - self.parallel.expert_offset
-        valid = (local >= 0) & (local < w.num_experts)
         acc = torch.zeros(x.shape[0], w.hidden_size, dtype=torch.float32, device=x.device)
-        tok, slot = valid.nonzero(as_tuple=True)
-        experts = local[tok, slot]
+        tok, slot, experts = local_pairs(topk_ids, self.parallel.expert_offset, w.num_experts)
         order = torch.argsort(experts, stable=True)
         tok, slot, experts = tok[order], slot[order], experts[order]
         uniq, counts = torch.unique_consecutive(experts, return_counts=True)

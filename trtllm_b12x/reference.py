@@ -44,6 +44,14 @@ def check_routing(x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.T
             raise ValueError(f"{name} is on {t.device} but x is on {x.device}; keep all inputs on one device")
 
 
+def local_pairs(topk_ids: torch.Tensor, expert_offset: int, num_local: int):
+    """The routed (token, slot) pairs that hit this rank's experts, and their local expert
+    index: ``(tok, slot, expert)``. Foreign and negative ids are dropped."""
+    local = topk_ids.long() - expert_offset
+    tok, slot = ((local >= 0) & (local < num_local)).nonzero(as_tuple=True)
+    return tok, slot, local[tok, slot]
+
+
 def moe_reference(
     x: torch.Tensor,
     topk_ids: torch.Tensor,
@@ -80,10 +88,7 @@ def moe_reference(
 
     m = x.shape[0]
     out = torch.zeros(m, weights.hidden_size, dtype=torch.float32, device=x.device)
-    local = topk_ids.long() - local_expert_offset
-    valid = (local >= 0) & (local < num_local)
-    tok, slot = valid.nonzero(as_tuple=True)
-    experts = local[tok, slot]
+    tok, slot, experts = local_pairs(topk_ids, local_expert_offset, num_local)
     xf = x.float()
     for e in experts.unique().tolist():
         sel = experts == e
