@@ -23,9 +23,14 @@ DECODE_MAX_TOKENS = 64  # decode = fewer tokens than this
 
 
 class DecodeKernel(Protocol):
-    """A fused decode implementation for one tier: ``run(x, ids, weights, out)`` writes ``out``."""
+    """A fused decode implementation for one tier: ``run(x, ids, weights, out, workspace)``
+    writes ``out``; ``workspace`` is None (the kernel's own) or a caller-owned uint8 buffer of
+    at least ``workspace_bytes(m, top_k, dtype)`` bytes."""
 
-    def __call__(self, x: torch.Tensor, ids: torch.Tensor, w: torch.Tensor, out: torch.Tensor) -> None: ...
+    def __call__(self, x: torch.Tensor, ids: torch.Tensor, w: torch.Tensor, out: torch.Tensor,
+                 workspace: torch.Tensor | None = None) -> None: ...
+
+    def workspace_bytes(self, num_tokens: int, top_k: int, dtype: torch.dtype) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -88,15 +93,23 @@ class MoERunner:
 
     # -- public --------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor,
-                 out: torch.Tensor | None = None) -> torch.Tensor:
+                 out: torch.Tensor | None = None, workspace: torch.Tensor | None = None) -> torch.Tensor:
+        """``out`` and ``workspace`` (see :meth:`workspace_bytes`) may be caller-owned, e.g. to
+        keep their addresses fixed across CUDA-graph replays; both are optional."""
         self.check(x, topk_ids, topk_weights, out)
         if out is None:
             out = torch.empty(x.shape[0], self.weights.hidden_size, dtype=x.dtype, device=x.device)
         if self.decode is not None and x.shape[0] < DECODE_MAX_TOKENS:
-            self.decode(x, topk_ids, topk_weights, out)
+            self.decode(x, topk_ids, topk_weights, out, workspace)
         else:
             self.fallback(x, topk_ids, topk_weights, out)
         return out
+
+    def workspace_bytes(self, num_tokens: int, top_k: int, dtype: torch.dtype = torch.bfloat16) -> int:
+        """Bytes of scratch the decode kernel needs for a batch (0 without one)."""
+        if self.decode is None or num_tokens >= DECODE_MAX_TOKENS:
+            return 0
+        return self.decode.workspace_bytes(num_tokens, top_k, dtype)
 
     def check(self, x, topk_ids, topk_weights, out=None) -> None:
         w = self.weights

@@ -68,6 +68,32 @@ def _bf16_grouped(weights: MoEWeights, act: Activation) -> MoEFn:
     return run
 
 
+def _fused(weights: MoEWeights, act: Activation) -> MoEFn:
+    """Ours: the fused NVFP4 decode kernel (W4A16 on SM90)."""
+    from ..kernels.moe_decode import decode_kernel_factory
+
+    runner = MoERunner(weights, act, decode_kernel=decode_kernel_factory, validate_ids=False)
+    out = {}
+
+    def run(x, ids, w):
+        o = out.setdefault(x.shape, torch.empty(x.shape[0], weights.hidden_size, dtype=x.dtype, device=x.device))
+        return runner(x, ids, w, out=o)
+
+    return run
+
+
+def _needs_fused(device: torch.device) -> str | None:
+    if device.type != "cuda":
+        return "no CUDA GPU here"
+    from ..arch import UnsupportedArchError, current_target
+
+    try:
+        tier = current_target(device).tier
+    except UnsupportedArchError as err:
+        return str(err)
+    return None if tier == "sm90" else f"the W4A16 fused decode targets SM90; this GPU is tier {tier}"
+
+
 def _needs_cuda(device: torch.device) -> str | None:
     return None if device.type == "cuda" else "no CUDA GPU here"
 
@@ -80,6 +106,7 @@ def _needs_grouped_mm(device: torch.device) -> str | None:
 
 IMPLS: list[Impl] = [
     Impl("oracle-fp32", "w4a16", "any device", lambda d: None, _oracle),
+    Impl("b12x-fused", "w4a16", "SM90 GPU (H100/H200)", _needs_fused, _fused, graph_safe=True),
     Impl("torch-dequant-bf16", "w4a16", "CUDA GPU", _needs_cuda, _dequant_bf16),
     Impl("torch-bf16-grouped-gemm", "w4a16", "CUDA GPU with torch._grouped_mm (SM90+)", _needs_grouped_mm,
          _bf16_grouped, graph_safe=True),

@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import tempfile
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -87,8 +88,11 @@ def _load_runtime_libraries() -> None:
 
 def compile_options(target, tvm_ffi: bool) -> str:
     """``cute.compile`` options of every kernel: the explicit target (a GPU-less machine
-    would otherwise silently target sm_100a), the cubin kept for the cache and SASS checks."""
-    return f"--gpu-arch {target.name} --keep-cubin" + (" --enable-tvm-ffi" if tvm_ffi else "")
+    would otherwise silently target sm_100a), the cubin kept for the cache and SASS checks
+    (its file copy goes to a temporary directory, not the working directory)."""
+    dump = os.path.join(tempfile.gettempdir(), "trtllm-b12x-dumps")
+    os.makedirs(dump, exist_ok=True)
+    return f"--gpu-arch {target.name} --keep-cubin --dump-dir={dump}" + (" --enable-tvm-ffi" if tvm_ffi else "")
 
 
 @dataclass
@@ -160,7 +164,10 @@ class KernelCache:
         self.stats.compiled += 1
         ck = CompiledKernel(key, compiled, "compiled", time.perf_counter() - t0)
         artifacts = getattr(compiled, "artifacts", None)
-        ck.cubin = getattr(artifacts, "CUBIN", None) if artifacts is not None else None
+        cubin = getattr(artifacts, "CUBIN", None) if artifacts is not None else None
+        if isinstance(cubin, (str, os.PathLike)):  # with --dump-dir the artifact is the file
+            cubin = Path(cubin).read_bytes()
+        ck.cubin = cubin
         return ck
 
     def _store(self, key: CompileKey, ck: CompiledKernel, obj: Path) -> None:

@@ -68,3 +68,58 @@ def block_any(flag: Uint32, *, loc=None, ip=None) -> Uint32:
         llvm.inline_asm(T.i32(), [Uint32(flag).ir_value(loc=loc, ip=ip)], text, "=r,r",
                         has_side_effects=True, is_align_stack=False, asm_dialect=llvm.AsmDialect.AD_ATT)
     )
+
+
+# -- warp MMA operands from NVFP4 (decode kernels) --------------------------------------------
+# E2M1 magnitude bits land in the low exponent / top mantissa bits of a 16-bit float, which
+# makes every code (subnormal 0.5 included) exact but scaled by 2^-126 (BF16) or 2^-14 (FP16).
+# The E4M3 block scale is pre-multiplied by 2^64 (BF16; keeps products normal) or 1 (FP16),
+# so A = code * scale * 2^-62 (BF16) or 2^-14 (FP16), exact; the epilogue multiplies back.
+MMA_DTYPES = ("bfloat16", "float16")
+CODE_SHIFT = {"bfloat16": 6, "float16": 9}
+EPILOGUE_SCALE = {"bfloat16": 2.0**62, "float16": 2.0**14}
+
+
+def _struct(*types):
+    return llvm.StructType.get_literal(list(types))
+
+
+@dsl_user_op
+def scale_pair(sf2: Uint32, dtype: str, *, loc=None, ip=None):
+    """Two E4M3 block scales (rows g: low byte, g+8: next byte) -> two broadcast half2 words
+    ``(s_g, s_g)`` and ``(s_g8, s_g8)`` in the MMA dtype, carrying the operand pre-scale."""
+    if dtype == "bfloat16":
+        text = (
+            "{ .reg .b16 t, lo, hi; .reg .b32 h2; .reg .f32 f0, f1; cvt.u16.u32 t, $2; "
+            "cvt.rn.f16x2.e4m3x2 h2, t; mov.b32 {lo, hi}, h2; cvt.f32.f16 f0, lo; cvt.f32.f16 f1, hi; "
+            "mul.f32 f0, f0, 0f5F800000; mul.f32 f1, f1, 0f5F800000; "
+            "cvt.rn.bf16x2.f32 $0, f0, f0; cvt.rn.bf16x2.f32 $1, f1, f1; }"
+        )
+    else:
+        text = (
+            "{ .reg .b16 t, lo, hi; .reg .b32 h2; cvt.u16.u32 t, $2; cvt.rn.f16x2.e4m3x2 h2, t; "
+            "mov.b32 {lo, hi}, h2; mov.b32 $0, {lo, lo}; mov.b32 $1, {hi, hi}; }"
+        )
+    res = _asm(_struct(T.i32(), T.i32()), [Uint32(sf2).ir_value(loc=loc, ip=ip)], text, "=r,=r,r")
+    return tuple(Uint32(llvm.extractvalue(T.i32(), res, [i], loc=loc, ip=ip)) for i in range(2))
+
+
+@dsl_user_op
+def mul_half2(a: Uint32, b: Uint32, dtype: str, *, loc=None, ip=None) -> Uint32:
+    """Packed BF16/FP16 multiply (round to nearest; subnormal inputs kept)."""
+    op = "mul.rn.bf16x2" if dtype == "bfloat16" else "mul.rn.f16x2"
+    args = [Uint32(a).ir_value(loc=loc, ip=ip), Uint32(b).ir_value(loc=loc, ip=ip)]
+    return Uint32(_asm(T.i32(), args, f"{op} $0, $1, $2;", "=r,r,r"))
+
+
+@dsl_user_op
+def mma_m16n8k16(a: list, b: list, c: list, dtype: str, *, loc=None, ip=None) -> list:
+    """``mma.sync.m16n8k16`` row.col, FP32 accumulate: 4 A words, 2 B words, 4 accumulators."""
+    ty = "bf16" if dtype == "bfloat16" else "f16"
+    text = (
+        f"mma.sync.aligned.m16n8k16.row.col.f32.{ty}.{ty}.f32 "
+        "{$0,$1,$2,$3}, {$4,$5,$6,$7}, {$8,$9}, {$10,$11,$12,$13};"
+    )
+    args = [Uint32(v).ir_value(loc=loc, ip=ip) for v in (*a, *b)] + [Float32(v).ir_value(loc=loc, ip=ip) for v in c]
+    res = _asm(_struct(*([T.f32()] * 4)), args, text, "=f,=f,=f,=f,r,r,r,r,r,r,0,1,2,3")
+    return [Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4)]

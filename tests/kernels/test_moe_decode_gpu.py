@@ -1,0 +1,147 @@
+"""The fused decode kernel on the GPU vs the float32 oracle (W4A16).
+
+Error bound: the kernel computes exactly the bf16/fp16 math of the runner's torch fallback
+(exact NVFP4 weights, activations in the token dtype, FP32 accumulation, the intermediate
+rounded to the token dtype); only the summation order differs. So its error vs the oracle
+must stay within twice the fallback's (measured on the same inputs) plus 1e-3 of slack for
+the order; NaN anywhere fails (outputs are poisoned first).
+"""
+
+import pytest
+import torch
+
+from trtllm_b12x.activation import Activation
+from trtllm_b12x.models import MoEShape, PRESETS, make_hidden_states, make_moe_weights, make_routing
+from trtllm_b12x.moe import MoERunner
+from trtllm_b12x.reference import moe_reference, relative_error
+
+from conftest import gpu_target, requires_gpu
+
+pytestmark = [pytest.mark.gpu, requires_gpu,
+              pytest.mark.skipif(gpu_target() is not None and gpu_target().tier != "sm90", reason="SM90 kernel")]
+
+M_LIST = (1, 2, 3, 4, 7, 8, 16, 31, 32, 63)
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+# odd shapes: I not a multiple of 64 (padded), few experts, top-k 1
+ODD = {"odd-gated": MoEShape("odd-gated", 192, 80, 7, 3, "swiglu", "-"),
+       "odd-relu2": MoEShape("odd-relu2", 128, 48, 5, 1, "relu2", "-")}
+
+
+def _experts(shape: MoEShape) -> int:
+    return min(shape.num_experts, 32)  # real H and I; fewer experts keep the suite fast
+
+
+@pytest.fixture(scope="module")
+def layers():
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            shape = PRESETS.get(name) or ODD[name]
+            cache[name] = (shape, make_moe_weights(shape, seed=3, device="cuda", num_experts=_experts(shape)))
+        return cache[name]
+
+    return get
+
+
+def _factory():
+    from trtllm_b12x.kernels.moe_decode import decode_kernel_factory
+
+    return decode_kernel_factory
+
+
+def _check(runner, shape, x, ids, w, offset=0):
+    out = torch.full((x.shape[0], shape.hidden_size), float("nan"), dtype=x.dtype, device=x.device)
+    runner(x, ids, w, out=out)
+    ref = moe_reference(x, ids, w, runner.weights, runner.activation, local_expert_offset=offset)
+    fb = torch.empty_like(out)
+    runner.fallback(x, ids, w, fb)
+    err, err_fb = relative_error(out.float(), ref), relative_error(fb.float(), ref)
+    assert err <= 2 * err_fb + 1e-3, f"rel err {err:.3g} vs fallback {err_fb:.3g}"
+    return out
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+@pytest.mark.parametrize("name", [*PRESETS, *ODD])
+def test_matches_oracle(layers, name, dtype):
+    shape, weights = layers(name)
+    runner = MoERunner(weights, shape.default_activation(), decode_kernel=_factory())
+    assert runner.decode is not None
+    for m in M_LIST:
+        for skew in (0.0, 2.0):
+            x = make_hidden_states(m, shape, seed=m, dtype=DTYPES[dtype], device="cuda")
+            ids, w = make_routing(m, weights.num_experts, shape.top_k, seed=m, skew=skew, device="cuda")
+            _check(runner, shape, x, ids, w)
+
+
+def test_swiglu_alpha_beta_limit(layers):
+    shape, weights = layers("qwen3-30b-a3b")
+    act = Activation("swiglu", alpha=1.702, beta=1.0, limit=0.5)
+    runner = MoERunner(weights, act, decode_kernel=_factory())
+    for m in (1, 5, 63):
+        x = make_hidden_states(m, shape, seed=m, device="cuda")
+        ids, w = make_routing(m, weights.num_experts, shape.top_k, seed=m, device="cuda")
+        _check(runner, shape, x, ids, w)
+
+
+@pytest.mark.parametrize("name", ["qwen3-30b-a3b", "nemotron-3-super"])
+def test_expert_and_tensor_parallel(layers, name):
+    """Every (EP, TP) rank matches the oracle of its shard; the ranks sum to the full layer."""
+    shape, weights = layers(name)
+    act = shape.default_activation()
+    m = 13
+    x = make_hidden_states(m, shape, seed=1, device="cuda")
+    ids, w = make_routing(m, weights.num_experts, shape.top_k, seed=1, device="cuda")
+    total = torch.zeros(m, shape.hidden_size, dtype=torch.float32, device="cuda")
+    for ep_rank in range(2):
+        for tp_rank in range(2):
+            r = MoERunner.shard(weights, act, ep_size=2, ep_rank=ep_rank, tp_size=2, tp_rank=tp_rank,
+                                decode_kernel=_factory())
+            total += _check(r, shape, x, ids, w, offset=r.parallel.expert_offset).float()
+    full = moe_reference(x, ids, w, weights, act)
+    assert relative_error(total, full) < 2e-2
+    # a rank none of whose experts is routed to writes zeros
+    r = MoERunner.shard(weights, act, ep_size=2, ep_rank=1, decode_kernel=_factory())
+    ids = ids % (weights.num_experts // 2)  # every id on rank 0 (duplicates per token are fine)
+    out = torch.full((m, shape.hidden_size), float("nan"), dtype=x.dtype, device="cuda")
+    r(x, ids, w, out=out)
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_graph_replay_with_changing_routing(layers):
+    shape, weights = layers("qwen3-30b-a3b")
+    runner = MoERunner(weights, shape.default_activation(), decode_kernel=_factory())
+    m = 7
+    x = make_hidden_states(m, shape, seed=0, device="cuda")
+    ids, w = make_routing(m, weights.num_experts, shape.top_k, seed=0, device="cuda")
+    out = torch.empty(m, shape.hidden_size, dtype=x.dtype, device="cuda")
+    ws = torch.zeros(runner.workspace_bytes(m, shape.top_k, x.dtype), dtype=torch.uint8, device="cuda")
+    runner(x, ids, w, out=out, workspace=ws)  # compile + warm up outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        runner(x, ids, w, out=out, workspace=ws)
+    eager = torch.empty_like(out)
+    for i in range(100):
+        skew = 0.0 if i % 2 else 3.0
+        x.copy_(make_hidden_states(m, shape, seed=100 + i, device="cuda"))
+        new_ids, new_w = make_routing(m, weights.num_experts, shape.top_k, seed=100 + i, skew=skew, device="cuda")
+        ids.copy_(new_ids)
+        w.copy_(new_w)
+        out.fill_(float("nan"))
+        graph.replay()
+        runner(x, ids, w, out=eager, workspace=ws)
+        assert torch.equal(out, eager), f"replay {i} differs from eager"
+
+
+def test_deterministic_and_caller_workspace(layers):
+    shape, weights = layers("nemotron-3-super")
+    runner = MoERunner(weights, shape.default_activation(), decode_kernel=_factory())
+    m = 31
+    x = make_hidden_states(m, shape, seed=5, device="cuda")
+    ids, w = make_routing(m, weights.num_experts, shape.top_k, seed=5, skew=1.0, device="cuda")
+    a = runner(x, ids, w)
+    ws = torch.zeros(runner.workspace_bytes(m, shape.top_k, x.dtype), dtype=torch.uint8, device="cuda")
+    b = runner(x, ids, w, workspace=ws)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="workspace: expected a uint8 tensor of at least"):
+        runner(x, ids, w, workspace=ws[:-1])

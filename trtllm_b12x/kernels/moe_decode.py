@@ -1,0 +1,597 @@
+"""Fused NVFP4 MoE decode (fewer than 64 tokens): weights stay NVFP4, tokens stay BF16/FP16.
+
+Three dependent launches, no host sync, no sort launch (CUDA-graph capturable):
+
+1. **FC1 + activation** — grid ``(units, pairs)``. The CTA of pair ``p`` leads expert
+   ``ids[p]`` when no earlier pair picked it (block-wide ``bar.red.or`` over the earlier
+   ids); the leader gathers every pair of its expert (warp ballot) and computes, for its
+   32 weight rows (gated: 16 gate + the matching 16 up rows), all of them: so each touched
+   expert's bytes are read exactly once. Result: the activated intermediate, in the token
+   dtype, per pair (``inter [pairs, I_pad]``).
+2. **FC2** — same scheme over ``inter``; per pair the FP32 row ``router_weight * W2 a``.
+3. **Reduce** — ``out[t] = sum_k fc2[t, k]`` over the local slots in slot order.
+
+Every sum has a fixed order (K split over the CTA's warps, summed warp 0..n-1; slots
+0..k-1), so results are bitwise reproducible run to run.
+
+Math: weights are MMA operand A (16 rows x 16 K), up to 8 pairs operand B (swap-AB,
+``mma.sync.m16n8k16``, FP32 accumulate). A lane's A fragment for 4 K-steps is one 16-byte
+load of codes in the fragment layout (:mod:`trtllm_b12x.quantization.fragments`); each code
+pair becomes a half2 with one shift-and-mask and one multiply by the block scale (exact:
+E2M1 x E4M3 has at most 5 significant bits), the global scale is applied in the epilogue.
+The tier-specific part is the operand preparation (:meth:`DecodeGemvSm90.operands`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cutlass
+import cutlass.cute as cute
+import torch
+from cutlass import BFloat16, Float16, Float32, Int32, Uint8, Uint32
+from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
+
+from ..arch import Target, UnsupportedArchError, current_target
+from ..moe import DECODE_MAX_TOKENS
+from ..quantization.fragments import CHUNK_K, FragmentLayout, pack_fragments, round_up
+from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
+from .intrinsics import CODE_SHIFT, EPILOGUE_SCALE, mma_m16n8k16, mul_half2, scale_pair
+
+log = logging.getLogger("trtllm_b12x")
+
+PHASES = ("fc1", "fc2")
+ACTIVATIONS = ("swiglu", "relu2", "none")
+_CUTE_DTYPES = {"bfloat16": BFloat16, "float16": Float16}
+TILES_PER_UNIT = 2  # 16-row tiles a CTA computes (gated FC1: one gate + one up tile)
+PAIRS_PER_PASS = 8  # MMA N
+PREFETCH_CHUNKS = 4  # K chunks per warp whose codes are loaded before the pair list is known
+MAX_EXPERTS = 1024  # local experts: one presence bit each, one 32-bit word per lane of a warp
+
+
+def split_k(chunks: int) -> tuple[int, int]:
+    """(warps sharing the K loop, chunks per scale load) for ``chunks`` 64-wide K chunks:
+    up to 8 warps so each has about ``PREFETCH_CHUNKS`` chunks (all loaded up front; a short
+    compute phase per CTA keeps more CTAs streaming per SM), then the widest scale load."""
+    def score(w):
+        per = chunks // w
+        return (max(0, per - PREFETCH_CHUNKS), abs(per - PREFETCH_CHUNKS), -_group(per))
+
+    warps = min((w for w in range(1, 9) if chunks % w == 0), key=score)
+    return warps, _group(chunks // warps)
+
+
+def _group(per_warp: int) -> int:
+    return next(g for g in (8, 4, 2, 1) if per_warp % g == 0)
+
+
+@dataclass(frozen=True)
+class GemvConfig:
+    """One grouped-GEMV phase of the decode kernel (all fields compile-time)."""
+
+    phase: str
+    dtype: str
+    k: int  # reduction length, a multiple of 64 (H for FC1, padded I for FC2)
+    rows: int  # weight rows per expert in the fragment layout (gated FC1: 2 * I_pad)
+    out_cols: int  # columns of the output row per pair (I_pad for FC1, H for FC2)
+    experts: int  # local experts
+    expert_offset: int  # global id of local expert 0
+    top_k: int
+    max_pairs: int  # capacity of one expert's pair list
+    activation: str = "none"
+    alpha: float = 1.0
+    beta: float = 0.0
+    limit: float | None = None
+
+    def __post_init__(self):
+        if self.phase not in PHASES or self.dtype not in _CUTE_DTYPES or self.activation not in ACTIVATIONS:
+            raise ValueError(f"GemvConfig: phase/dtype/activation {self.phase}/{self.dtype}/{self.activation} unsupported")
+        if (self.phase == "fc2") != (self.activation == "none"):
+            raise ValueError("GemvConfig: FC1 takes swiglu or relu2, FC2 takes 'none'")
+        FragmentLayout(self.rows, self.k, self.group)  # validates the shape
+        if not 0 < self.experts <= MAX_EXPERTS:
+            raise ValueError(f"GemvConfig: {self.experts} local experts; supported: 1..{MAX_EXPERTS}")
+        if self.rows % (16 * TILES_PER_UNIT):
+            raise ValueError(f"GemvConfig: rows={self.rows} must be a multiple of {16 * TILES_PER_UNIT}")
+
+    @property
+    def chunks(self) -> int:
+        return self.k // CHUNK_K
+
+    @property
+    def warps(self) -> int:
+        return split_k(self.chunks)[0]
+
+    @property
+    def group(self) -> int:
+        return split_k(self.chunks)[1]
+
+    @property
+    def layout(self) -> FragmentLayout:
+        return FragmentLayout(self.rows, self.k, self.group)
+
+    @property
+    def units(self) -> int:
+        return self.rows // (16 * TILES_PER_UNIT)
+
+
+class DecodeGemvSm90:
+    """FC1+activation or FC2 of the decode kernel; Hopper operand preparation."""
+
+    family = "moe_decode_gemv"
+    tier = "sm90"
+
+    def __init__(self, config: GemvConfig):
+        self.cfg = config
+
+    # -- compile (tensor-free) ----------------------------------------------------------------
+    def fake_arguments(self) -> tuple:
+        cfg, lay = self.cfg, self.cfg.layout
+        p, r, m = cute.sym_int32(), cute.sym_int32(), cute.sym_int32()
+        dt = _CUTE_DTYPES[cfg.dtype]
+        fc2 = cfg.phase == "fc2"
+        return (
+            make_fake_compact_tensor(Int32, (p,), assumed_align=4),  # expert id per pair
+            make_fake_compact_tensor(Float32, (p,), assumed_align=4),  # router weight per pair
+            make_fake_compact_tensor(Int32, (r, cfg.k // 2), stride_order=(1, 0), assumed_align=16),  # tokens
+            make_fake_compact_tensor(Int32, (cfg.experts, lay.code_bytes // 4), stride_order=(1, 0), assumed_align=16),
+            make_fake_compact_tensor(Uint8, (cfg.experts, lay.scale_bytes), stride_order=(1, 0), assumed_align=16),
+            make_fake_compact_tensor(Float32, (cfg.experts, TILES_PER_UNIT), stride_order=(1, 0), assumed_align=4),
+            # FC1: the activated intermediate per pair; FC2: FP32 rows per pair
+            make_fake_compact_tensor(Float32 if fc2 else dt, (p, cfg.out_cols), stride_order=(1, 0), assumed_align=16),
+            # FC2: the layer output and one arrival counter per unit (FC1: unused)
+            make_fake_compact_tensor(dt, (m, cfg.out_cols if fc2 else cute.sym_int32()), stride_order=(1, 0),
+                                     assumed_align=4),
+            make_fake_compact_tensor(Int32, (cfg.units if fc2 else cute.sym_int32(),), assumed_align=4),
+            make_fake_stream(),
+        )
+
+    def compile(self, target: Target, *, tvm_ffi: bool):
+        return cute.compile(self, *self.fake_arguments(), options=compile_options(target, tvm_ffi))
+
+    @cute.jit
+    def __call__(self, mIds, mW, mX, mCodes, mScales, mGlobal, mPart, mOut, mCount, stream):
+        # FC2 is a programmatic dependent launch: its prologue (ids, expert choice, weight
+        # prefetch) overlaps FC1's tail; it waits for FC1 only before reading the intermediate
+        self.kernel(mIds, mW, mX, mCodes, mScales, mGlobal, mPart, mOut, mCount).launch(
+            grid=[self.cfg.units, cutlass.min(mIds.shape[0], self.cfg.experts), 1],
+            block=[32 * self.cfg.warps, 1, 1], stream=stream, use_pdl=self.cfg.phase == "fc2"
+        )
+
+    # -- device --------------------------------------------------------------------------------
+    @cute.kernel
+    def kernel(self, mIds, mW, mX, mCodes, mScales, mGlobal, mPart, mOut, mCount):
+        cfg = self.cfg
+        threads = 32 * cfg.warps
+        tidx, _, _ = cute.arch.thread_idx()
+        unit, slot, _ = cute.arch.block_idx()
+        warp = tidx // 32
+        lane = tidx % 32
+
+        smem = cutlass.memory.SmemAllocator()
+        sIds = smem.allocate_tensor(Int32, cute.make_layout(cfg.max_pairs), 16)
+        sPairs = smem.allocate_tensor(Int32, cute.make_layout(cfg.max_pairs), 16)
+        sBits = smem.allocate_tensor(Uint32, cute.make_layout(32), 16)  # experts present in the batch
+        sInfo = smem.allocate_tensor(Int32, cute.make_layout(8), 16)  # see below
+        sRed = smem.allocate_tensor(Float32, cute.make_layout((4 * TILES_PER_UNIT, 32, cfg.warps)), 16)
+        # sInfo: 0 pairs of the chosen expert, 1 pairs on this rank, 2 last-arrival flag, 3 chosen expert
+
+        if cutlass.const_expr(cfg.phase == "fc1"):
+            cute.arch.griddepcontrol_launch_dependents()
+        npairs = mIds.shape[0]
+        if tidx < 32:
+            sBits[tidx] = Uint32(0)
+        if tidx == 0:
+            sInfo[1] = 0
+            sInfo[3] = -1
+        cute.arch.sync_threads()
+        mine = Int32(0)
+        for q in cutlass.range(tidx, npairs, threads):  # one round of independent loads
+            eid = mIds[q]
+            sIds[q] = eid
+            le = eid - cfg.expert_offset
+            if le >= 0 and le < cfg.experts:
+                cute.arch.atomic_or(sBits.iterator + (le >> 5), Uint32(1) << Uint32(le & 31))
+                mine = mine + 1
+        if mine > 0:
+            cute.arch.atomic_add(sInfo.iterator + 1, mine)
+        cute.arch.sync_threads()
+        if warp == 0:
+            self.select_expert(sBits, slot, lane, sInfo)  # CTA row `slot` takes the slot-th present expert
+        cute.arch.sync_threads()
+        local = sInfo[3]
+        if local >= 0:
+            # the codes need only the expert: start streaming them before listing its pairs
+            pre = self.prefetch(mCodes, mScales, local, unit, warp, lane)
+            if warp == 0:
+                self.gather(sIds, local + cfg.expert_offset, npairs, lane, sPairs, sInfo)
+            cute.arch.sync_threads()
+            if cutlass.const_expr(cfg.phase == "fc2"):
+                cute.arch.griddepcontrol_wait()  # FC1's intermediate is complete and visible
+            n = sInfo[0]
+            # first 8 pairs from the prefetched codes; later passes (rare) reload them: a loop
+            # over the prefetched registers would hoist their dequantization out of it
+            self.one_pass(mX, mCodes, mScales, mW, mGlobal, mPart, pre, local, unit, warp, lane, sPairs, sRed, 0, n)
+            for base in cutlass.range(PAIRS_PER_PASS, n, PAIRS_PER_PASS):
+                self.one_pass(mX, mCodes, mScales, mW, mGlobal, mPart, None, local, unit, warp, lane, sPairs, sRed,
+                              base, n)
+            if cutlass.const_expr(cfg.phase == "fc2"):
+                self.arrive(mW, mPart, mOut, mCount, sIds, sInfo, unit, tidx, n)
+        if cutlass.const_expr(cfg.phase == "fc2"):
+            if slot == 0 and sInfo[1] == 0:  # no pair on this rank: nobody arrives, the output is zero
+                cols = 16 * TILES_PER_UNIT
+                for idx in cutlass.range(tidx, mOut.shape[0] * cols, threads):
+                    tok = idx // cols
+                    mOut[tok, unit * cols + idx - tok * cols] = _CUTE_DTYPES[cfg.dtype](0.0)
+
+    @cute.jit
+    def select_expert(self, sBits, slot, lane, sInfo):
+        """Warp 0: the ``slot``-th smallest local expert id present (or none): popcounts, a
+        warp prefix sum, then the bit inside the word."""
+        nwords = (self.cfg.experts + 31) // 32
+        w = Uint32(0)
+        if lane < nwords:
+            w = sBits[lane]
+        cnt = Int32(cute.arch.popc(w))
+        incl = cnt
+        for d in cutlass.range_constexpr(5):
+            v = cute.arch.shuffle_sync_up(incl, 1 << d)
+            if lane >= (1 << d):
+                incl = incl + v
+        excl = incl - cnt
+        if slot >= excl and slot < incl:
+            for _ in cutlass.range(excl, slot):
+                w = w & (w - Uint32(1))  # drop the lowest set bits before ours
+            sInfo[3] = lane * 32 + Int32(cute.arch.clz(cute.arch.brev(w)))
+
+    @cute.jit
+    def one_pass(self, mX, mCodes, mScales, mW, mGlobal, mPart, pre, local, unit, warp, lane, sPairs, sRed, base, n):
+        acc = self.mainloop(mX, mCodes, mScales, pre, local, unit, warp, lane, sPairs, base, n)
+        total = self.reduce_warps(acc, warp, lane, sRed)
+        if warp == 0:
+            self.epilogue(total, mW, mGlobal, mPart, local, unit, lane, sPairs, base, n)
+        cute.arch.sync_threads()  # sRed is rewritten by the next pass
+
+    @cute.jit
+    def gather(self, sIds, eid, npairs, lane, sPairs, sInfo):
+        """Warp 0 lists, in routing order, every pair of expert ``eid``."""
+        count = Int32(0)
+        below = (Uint32(1) << Uint32(lane)) - Uint32(1)
+        for base in cutlass.range(0, npairs, 32):
+            q = base + lane
+            hit = (q < npairs) & (sIds[cutlass.min(q, npairs - 1)] == eid)
+            mask = Uint32(cute.arch.vote_ballot_sync(hit))
+            if hit:
+                sPairs[count + Int32(cute.arch.popc(mask & below))] = q
+            count = count + Int32(cute.arch.popc(mask))
+        if lane == 0:
+            sInfo[0] = count
+
+    @cute.jit
+    def tile_of(self, unit, j: int):
+        """Fragment-layout tile of the unit's j-th 16 rows."""
+        if cutlass.const_expr(self.cfg.activation == "swiglu"):
+            return unit + j * (self.cfg.rows // 32)  # gate tile, then the matching up tile
+        return unit * TILES_PER_UNIT + j
+
+    @cute.jit
+    def token_row(self, q):
+        if cutlass.const_expr(self.cfg.phase == "fc1"):
+            return q // self.cfg.top_k
+        return q
+
+    def _slice(self):
+        per_warp = self.cfg.chunks // self.cfg.warps
+        return per_warp, min(per_warp, PREFETCH_CHUNKS)
+
+    @cute.jit
+    def prefetch(self, mCodes, mScales, local, unit, warp, lane):
+        """Registers with this warp's first codes and scales: ``(codes[i][j], scales[i // G][j])``."""
+        cfg = self.cfg
+        per_warp, npre = self._slice()
+        grp = cfg.group
+        gA = cute.zipped_divide(mCodes, (1, 4))
+        gS = cute.zipped_divide(mScales, (1, 2 * grp))
+        codes, scales = [], []
+        for i in cutlass.range_constexpr(npre):
+            c = warp * per_warp + i
+            row = []
+            for j in cutlass.range_constexpr(TILES_PER_UNIT):
+                tile = self.tile_of(unit, j)
+                if cutlass.const_expr(i % grp == 0):
+                    src = gS[(None, (local, (tile * (cfg.chunks // grp) + c // grp) * 32 + lane))]
+                    if cutlass.const_expr(j == 0):
+                        scales.append([])
+                    r = cute.make_rmem_tensor_like(src)
+                    cute.autovec_copy(src, r)
+                    scales[-1].append(r)
+                src = gA[(None, (local, (tile * cfg.chunks + c) * 32 + lane))]
+                r = cute.make_rmem_tensor_like(src)
+                cute.autovec_copy(src, r)
+                row.append(r)
+            codes.append(row)
+        return codes, scales
+
+    @cute.jit
+    def mainloop(self, mX, mCodes, mScales, pre, local, unit, warp, lane, sPairs, base, n):
+        """This warp's K slice of the unit's two 16-row tiles times up to 8 pairs."""
+        cfg = self.cfg
+        per_warp, npre = self._slice()
+        if cutlass.const_expr(pre is None):
+            npre = 0
+        grp = cfg.group
+        t = lane % 4
+        row = self.token_row(sPairs[cutlass.min(base + lane // 4, n - 1)])  # padding columns repeat a real row
+        gX = cute.zipped_divide(mX, (1, 8))
+        gA = cute.zipped_divide(mCodes, (1, 4))
+        gS = cute.zipped_divide(mScales, (1, 2 * grp))
+        acc = cute.make_rmem_tensor(cute.make_layout(4 * TILES_PER_UNIT), Float32)
+        for i in cutlass.range_constexpr(4 * TILES_PER_UNIT):
+            acc[i] = Float32(0.0)
+        pre_codes, pre_scales = pre if pre is not None else ([], [])
+        rS = [None] * TILES_PER_UNIT
+        for i in cutlass.range_constexpr(per_warp):
+            c = warp * per_warp + i
+            src = gX[(None, (row, 4 * c + t))]
+            rX = cute.make_rmem_tensor_like(src)
+            cute.autovec_copy(src, rX)
+            for j in cutlass.range_constexpr(TILES_PER_UNIT):
+                tile = self.tile_of(unit, j)
+                if cutlass.const_expr(i < npre):
+                    rA = pre_codes[i][j]
+                    if cutlass.const_expr(i % grp == 0):
+                        rS[j] = pre_scales[i // grp][j]
+                else:
+                    if cutlass.const_expr(i % grp == 0):
+                        src = gS[(None, (local, (tile * (cfg.chunks // grp) + c // grp) * 32 + lane))]
+                        rS[j] = cute.make_rmem_tensor_like(src)
+                        cute.autovec_copy(src, rS[j])
+                    src = gA[(None, (local, (tile * cfg.chunks + c) * 32 + lane))]
+                    rA = cute.make_rmem_tensor_like(src)
+                    cute.autovec_copy(src, rA)
+                ci = i % grp
+                sf2 = Uint32(rS[j][2 * ci]) | (Uint32(rS[j][2 * ci + 1]) << Uint32(8))
+                scales = self.scales(sf2)
+                for s in cutlass.range_constexpr(4):
+                    a = self.operands(Uint32(rA[s]), scales)
+                    c4 = mma_m16n8k16(a, [Uint32(rX[2 * s]), Uint32(rX[2 * s + 1])],
+                                      [acc[4 * j + v] for v in range(4)], cfg.dtype)
+                    for v in cutlass.range_constexpr(4):
+                        acc[4 * j + v] = c4[v]
+        return acc
+
+    # -- tier-specific operand preparation -----------------------------------------------------
+    @cute.jit
+    def scales(self, sf2):
+        return scale_pair(sf2, self.cfg.dtype)
+
+    @cute.jit
+    def operands(self, word, scales) -> list:
+        """One code word (8 E2M1) -> the 4 A registers: nibbles (r, r+4) -> register r."""
+        sh = CODE_SHIFT[self.cfg.dtype]
+        mag_mask = Uint32((0x7 << sh) | (0x7 << (sh + 16)))
+        regs = []
+        for r in cutlass.range_constexpr(4):
+            d = sh - 4 * r
+            mag = (word << Uint32(d)) if d >= 0 else (word >> Uint32(-d))
+            bits = (mag & mag_mask) | ((word << Uint32(12 - 4 * r)) & Uint32(0x80008000))
+            regs.append(mul_half2(bits, scales[r % 2], self.cfg.dtype))
+        return regs
+
+    # -- reduction over the K split and epilogue ----------------------------------------------
+    @cute.jit
+    def reduce_warps(self, acc, warp, lane, sRed):
+        cfg = self.cfg
+        nv = 4 * TILES_PER_UNIT
+        if cutlass.const_expr(cfg.warps == 1):
+            return acc
+        for v in cutlass.range_constexpr(nv):
+            sRed[v, lane, warp] = acc[v]
+        cute.arch.sync_threads()
+        total = cute.make_rmem_tensor(cute.make_layout(nv), Float32)
+        for v in cutlass.range_constexpr(nv):
+            total[v] = sRed[v, lane, 0]
+        for w in cutlass.range_constexpr(1, cfg.warps):
+            for v in cutlass.range_constexpr(nv):
+                total[v] = total[v] + sRed[v, lane, w]
+        return total
+
+    @cute.jit
+    def epilogue(self, total, mW, mGlobal, mOut, local, unit, lane, sPairs, base, n):
+        cfg = self.cfg
+        g = lane // 4
+        t = lane % 4
+        pre = Float32(EPILOGUE_SCALE[cfg.dtype])
+        gs = [mGlobal[local, j] * pre for j in range(TILES_PER_UNIT)]
+        out_t = Float32 if cfg.phase == "fc2" else _CUTE_DTYPES[cfg.dtype]
+        for v in cutlass.range_constexpr(4):
+            col = base + 2 * t + v % 2
+            r16 = g + 8 * (v // 2)
+            if col < n:
+                q = sPairs[col]
+                if cutlass.const_expr(cfg.activation == "swiglu"):
+                    gate = total[v] * gs[0]
+                    up = total[4 + v] * gs[1]
+                    mOut[q, unit * 16 + r16] = out_t(self.swiglu(gate, up))
+                else:
+                    for j in cutlass.range_constexpr(TILES_PER_UNIT):
+                        h = total[4 * j + v] * gs[j]
+                        if cutlass.const_expr(cfg.activation == "relu2"):
+                            h = cute.arch.fmax(h, Float32(0.0))
+                            h = h * h
+                        else:
+                            h = h * mW[q]
+                        mOut[q, (unit * TILES_PER_UNIT + j) * 16 + r16] = out_t(h)
+
+    @cute.jit
+    def arrive(self, mW, mPart, mOut, mCount, sIds, sInfo, unit, tidx, n):
+        """FC2: count this expert's pairs in for the unit; the CTA that completes the count
+        sums the unit's 32 output columns over the local slots, in slot order, and re-arms
+        the counter (so the workspace stays zeroed between calls)."""
+        cfg = self.cfg
+        cute.arch.fence_acq_rel_gpu()  # this CTA's FP32 rows are visible before it counts in
+        cute.arch.sync_threads()
+        if tidx == 0:
+            old = cute.arch.atomic_add((mCount.iterator + unit), n, sem="acq_rel", scope="gpu")
+            sInfo[2] = Int32(old + n == sInfo[1])
+        cute.arch.sync_threads()
+        if sInfo[2] != 0:
+            cute.arch.fence_acq_rel_gpu()
+            cols = 16 * TILES_PER_UNIT
+            m = mOut.shape[0]
+            for idx in cutlass.range(tidx, m * cols, 32 * cfg.warps, unroll=4):  # independent loads in flight
+                tok = idx // cols
+                col = unit * cols + idx - tok * cols
+                acc = Float32(0.0)
+                for k in cutlass.range_constexpr(cfg.top_k):
+                    q = tok * cfg.top_k + k
+                    le = sIds[q] - cfg.expert_offset
+                    if le >= 0 and le < cfg.experts:
+                        ptr = (mPart.iterator + (q * cfg.out_cols + col))
+                        acc = acc + Float32(cute.arch.load(ptr, Float32, cop="cg"))
+                mOut[tok, col] = _CUTE_DTYPES[cfg.dtype](acc)
+            if tidx == 0:
+                mCount[unit] = 0
+
+    @cute.jit
+    def swiglu(self, gate, up):
+        cfg = self.cfg
+        if cutlass.const_expr(cfg.limit is not None):
+            gate = cute.arch.fmin(gate, Float32(cfg.limit))
+            up = cute.arch.fmax(cute.arch.fmin(up, Float32(cfg.limit)), Float32(-cfg.limit))
+        sig = Float32(1.0) / (Float32(1.0) + cute.math.exp(-Float32(cfg.alpha) * gate))
+        return gate * sig * (up + Float32(cfg.beta))
+
+
+# -- host side ---------------------------------------------------------------------------------
+def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
+    u = t.view(torch.uint8)
+    return torch.nn.functional.pad(u, (0, 0, 0, rows - u.shape[1]))
+
+
+def _pack(data: torch.Tensor, scale: torch.Tensor, layout: FragmentLayout, experts_per_step: int = 16):
+    """Fragment-layout codes (as int32 words) and scales, packed a few experts at a time
+    (the unpacked intermediate is 2 bytes per weight)."""
+    parts = [pack_fragments(data[i:i + experts_per_step], scale[i:i + experts_per_step], layout)
+             for i in range(0, data.shape[0], experts_per_step)]
+    return torch.cat([c for c, _ in parts]).view(torch.int32), torch.cat([s for _, s in parts])
+
+
+class FusedDecode:
+    """The decode kernel bound to one runner's weights: ``fn(x, ids, weights, out)``.
+
+    Weights are repacked once into the fragment layout (FC1 halves padded to ``I_pad``, a
+    multiple of 64, with zero rows: the padded intermediate columns are exactly 0, so FC2
+    can run its K loop over ``I_pad``). Kernels compile (or load from the cache) on first use
+    per (dtype, top_k); the workspace is allocated once per (dtype, top_k) for the largest
+    decode batch, so its address is stable under CUDA-graph capture.
+    """
+
+    tier = "sm90"
+    kernel_cls = DecodeGemvSm90
+
+    def __init__(self, runner, *, cache: KernelCache | None = None, target: Target | None = None):
+        w, par, act = runner.weights, runner.parallel, runner.activation
+        if w.hidden_size % CHUNK_K:
+            raise ValueError(f"fused decode: hidden size {w.hidden_size} must be a multiple of {CHUNK_K}")
+        self.weights, self.parallel, self.activation = w, par, act
+        self.target = target or current_target(w.device)
+        self.cache = cache or default_cache()
+        self.tvm_ffi = have_tvm_ffi()
+        self.i_pad = round_up(w.intermediate_size, CHUNK_K)
+        h, inter, halves = w.hidden_size, w.intermediate_size, 2 if w.gated else 1
+        data = torch.cat([_pad_rows(w.w13[:, s * inter:(s + 1) * inter], self.i_pad) for s in range(halves)], 1)
+        scale = torch.cat([_pad_rows(w.w13_scale[:, s * inter:(s + 1) * inter], self.i_pad) for s in range(halves)], 1)
+        self._fc1_rows = halves * self.i_pad
+        self.fc1 = _pack(data, scale.view(torch.float8_e4m3fn), self._layout(self._fc1_rows, h))
+        self.fc2 = _pack(w.w2, w.w2_scale, self._layout(h, self.i_pad))
+        self.fc1_global = w.w13_global.expand(-1, 2).contiguous() if halves == 1 else w.w13_global.contiguous()
+        self.fc2_global = w.w2_global[:, None].expand(-1, 2).contiguous()
+        self._bound: dict = {}
+
+    @staticmethod
+    def _layout(rows: int, k: int) -> FragmentLayout:
+        return FragmentLayout(rows, k, split_k(k // CHUNK_K)[1])
+
+    def configs(self, dtype: str, top_k: int) -> tuple[GemvConfig, GemvConfig]:
+        w, par, act = self.weights, self.parallel, self.activation
+        common = dict(dtype=dtype, experts=w.num_experts, expert_offset=par.expert_offset, top_k=top_k,
+                      max_pairs=DECODE_MAX_TOKENS * top_k)
+        fc1 = GemvConfig("fc1", k=w.hidden_size, rows=self._fc1_rows, out_cols=self.i_pad, activation=act.kind,
+                         alpha=act.alpha, beta=act.beta, limit=act.limit, **common)
+        fc2 = GemvConfig("fc2", k=self.i_pad, rows=w.hidden_size, out_cols=w.hidden_size, **common)
+        return fc1, fc2
+
+    def _compiled(self, cfg, kernel):
+        key = CompileKey(kernel.family, self.target.name, cfg, self.tvm_ffi)
+        return self.cache.get(key, lambda: kernel.compile(self.target, tvm_ffi=self.tvm_ffi))
+
+    def compile_all(self, dtype: str, top_k: int) -> list:
+        return [self._compiled(cfg, self.kernel_cls(cfg)) for cfg in self.configs(dtype, top_k)]
+
+    # workspace: [counters (FC2 units, int32) | intermediate (pairs x I_pad, token dtype) | FP32 rows]
+    def _sizes(self, pairs: int, dtype: torch.dtype) -> tuple[int, int, int]:
+        counters = round_up(4 * (self.weights.hidden_size // (16 * TILES_PER_UNIT)), 256)
+        inter = round_up(pairs * self.i_pad * dtype.itemsize, 256)
+        return counters, inter, pairs * self.weights.hidden_size * 4
+
+    def workspace_bytes(self, num_tokens: int, top_k: int, dtype: torch.dtype) -> int:
+        """Scratch bytes for a batch. A caller-owned workspace must be zero-filled before its
+        first use; the kernels leave it that way (only the counters need it)."""
+        return sum(self._sizes(num_tokens * top_k, dtype))
+
+    def _views(self, ws: torch.Tensor, pairs: int, dtype: torch.dtype):
+        nc, ni, npart = self._sizes(pairs, dtype)
+        counters = ws[:nc].view(torch.int32)[: self.weights.hidden_size // (16 * TILES_PER_UNIT)]
+        inter = ws[nc : nc + ni].view(dtype)[: pairs * self.i_pad].view(pairs, self.i_pad)
+        part = ws[nc + ni : nc + ni + npart].view(torch.float32).view(pairs, -1)
+        return counters, inter, part
+
+    def __call__(self, x, ids, weights, out, workspace: torch.Tensor | None = None) -> None:
+        m, top_k = ids.shape
+        if m == 0:
+            return
+        dname = "bfloat16" if x.dtype == torch.bfloat16 else "float16"
+        key = (dname, top_k)
+        if key not in self._bound:
+            full = torch.zeros(self.workspace_bytes(DECODE_MAX_TOKENS - 1, top_k, x.dtype), dtype=torch.uint8,
+                               device=x.device)
+            self._bound[key] = (self.compile_all(dname, top_k), full)
+        (k1, k2), full = self._bound[key]
+        need = self.workspace_bytes(m, top_k, x.dtype)
+        if workspace is None:
+            workspace = full
+        elif workspace.dtype != torch.uint8 or workspace.numel() < need or workspace.device != x.device:
+            raise ValueError(f"workspace: expected a uint8 tensor of at least {need} bytes on {x.device}, got "
+                             f"{workspace.dtype} with {workspace.numel()} elements on {workspace.device}")
+        counters, inter, part = self._views(workspace, m * top_k, x.dtype)
+        flat_ids, flat_w = ids.reshape(-1), weights.reshape(-1)
+        launch(k1, flat_ids, flat_w, x.view(torch.int32), *self.fc1, self.fc1_global, inter, out, counters)
+        launch(k2, flat_ids, flat_w, inter.view(torch.int32), *self.fc2, self.fc2_global, part, out, counters)
+
+
+def unsupported_reason(runner) -> str | None:
+    """Why the fused decode cannot serve this runner here, or None."""
+    w = runner.weights
+    if w.device.type != "cuda":
+        return f"weights are on {w.device}; the fused decode runs on CUDA GPUs"
+    try:
+        target = current_target(w.device)
+    except UnsupportedArchError as err:
+        return str(err)
+    if target.tier != FusedDecode.tier:
+        return f"no W4A16 fused decode kernel for tier {target.tier} (target {target.name}); supported tier: sm90"
+    if w.hidden_size % CHUNK_K:
+        return f"hidden size {w.hidden_size} is not a multiple of {CHUNK_K}"
+    return None
+
+
+def decode_kernel_factory(runner) -> FusedDecode | None:
+    """``MoERunner(..., decode_kernel=decode_kernel_factory)``: the fused decode for this GPU,
+    or None (the runner then uses its fallback) with one log line saying why."""
+    why = unsupported_reason(runner)
+    if why is not None:
+        log.info("trtllm-b12x: fused decode not used: %s", why)
+        return None
+    return FusedDecode(runner)
