@@ -57,7 +57,7 @@ def test_decode_threshold_routes_to_the_decode_kernel():
     seen = []
 
     def oracle_kernel(runner):
-        def run(x, ids, w, out):
+        def run(x, ids, w, out, workspace=None):
             seen.append(x.shape[0])
             out.copy_(moe_reference(x, ids, w, runner.weights, runner.activation))
         return run

@@ -172,7 +172,7 @@ class DecodeGemvSm90:
         smem = cutlass.memory.SmemAllocator()
         sIds = smem.allocate_tensor(Int32, cute.make_layout(cfg.max_pairs), 16)
         sPairs = smem.allocate_tensor(Int32, cute.make_layout(cfg.max_pairs), 16)
-        sBits = smem.allocate_tensor(Uint32, cute.make_layout(32), 16)  # experts present in the batch
+        sSeen = smem.allocate_tensor(Uint8, cute.make_layout(MAX_EXPERTS), 16)  # experts present in the batch
         sInfo = smem.allocate_tensor(Int32, cute.make_layout(8), 16)  # see below
         sRed = smem.allocate_tensor(Float32, cute.make_layout((4 * TILES_PER_UNIT, 32, cfg.warps)), 16)
         # sInfo: 0 pairs of the chosen expert, 1 pairs on this rank, 2 last-arrival flag, 3 chosen expert
@@ -180,8 +180,8 @@ class DecodeGemvSm90:
         if cutlass.const_expr(cfg.phase == "fc1"):
             cute.arch.griddepcontrol_launch_dependents()
         npairs = mIds.shape[0]
-        if tidx < 32:
-            sBits[tidx] = Uint32(0)
+        for e in cutlass.range(tidx, cfg.experts, threads):
+            sSeen[e] = Uint8(0)
         if tidx == 0:
             sInfo[1] = 0
             sInfo[3] = -1
@@ -192,13 +192,15 @@ class DecodeGemvSm90:
             sIds[q] = eid
             le = eid - cfg.expert_offset
             if le >= 0 and le < cfg.experts:
-                cute.arch.atomic_or(sBits.iterator + (le >> 5), Uint32(1) << Uint32(le & 31))
+                sSeen[le] = Uint8(1)  # plain stores: same-value writers need no atomics
                 mine = mine + 1
-        if mine > 0:
-            cute.arch.atomic_add(sInfo.iterator + 1, mine)
+        for d in cutlass.range_constexpr(5):
+            mine = mine + cute.arch.shuffle_sync_down(mine, 1 << d)
+        if lane == 0 and mine > 0:
+            cute.arch.atomic_add(sInfo.iterator + 1, mine)  # one per warp
         cute.arch.sync_threads()
         if warp == 0:
-            self.select_expert(sBits, slot, lane, sInfo)  # CTA row `slot` takes the slot-th present expert
+            self.select_expert(sSeen, slot, lane, sInfo)  # CTA row `slot` takes the slot-th present expert
         cute.arch.sync_threads()
         local = sInfo[3]
         if local >= 0:
@@ -226,13 +228,16 @@ class DecodeGemvSm90:
                     mOut[tok, unit * cols + idx - tok * cols] = _CUTE_DTYPES[cfg.dtype](0.0)
 
     @cute.jit
-    def select_expert(self, sBits, slot, lane, sInfo):
-        """Warp 0: the ``slot``-th smallest local expert id present (or none): popcounts, a
-        warp prefix sum, then the bit inside the word."""
+    def select_expert(self, sSeen, slot, lane, sInfo):
+        """Warp 0: the ``slot``-th smallest local expert id present (or none): one ballot per
+        32 experts, a warp prefix sum of the popcounts, then the bit inside the word."""
         nwords = (self.cfg.experts + 31) // 32
         w = Uint32(0)
-        if lane < nwords:
-            w = sBits[lane]
+        for i in cutlass.range_constexpr(nwords):
+            e = 32 * i + lane
+            bits = Uint32(cute.arch.vote_ballot_sync((e < self.cfg.experts) & (sSeen[cutlass.min(e, self.cfg.experts - 1)] != Uint8(0))))
+            if lane == i:
+                w = bits
         cnt = Int32(cute.arch.popc(w))
         incl = cnt
         for d in cutlass.range_constexpr(5):
