@@ -21,7 +21,7 @@ def test_bench_smoke_prints_table_and_writes_results(tmp_path, capsys):
 def test_doctor_prints_its_table(capsys):
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
-    for item in ("torch", "nvidia-cutlass-dsl", "sm_120a", "sm_121a", "sm_90a", "tensorrt_llm"):
+    for item in ("torch", "nvidia-cutlass-dsl", "sm_120a", "sm_121a", "sm_90a", "TensorRT-LLM"):
         assert item in text
 
 
@@ -36,3 +36,9 @@ def test_compile_command_reports_sass_per_kernel(tmp_path, capsys):
     assert capsys.readouterr().out.count("disk") == 4  # the second run loads every kernel from the cache
     assert main(["compile", "--arch", "sm_90a", "--preset", "nemotron-3-nano", "--cache-dir", str(tmp_path)]) == 0
     assert "cvt.e2m1x2" not in capsys.readouterr().out  # Hopper converts in software
+
+
+def test_doctor_reports_the_tensorrt_llm_integration(capsys):
+    assert main(["doctor", "--model", "nemotron-3-super", "--sm", "120"]) == 0
+    out = capsys.readouterr().out
+    assert "TensorRT-LLM integration" in out and "B12xCutlassFusedMoE" in out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import platform
 import sys
 import time
@@ -95,9 +94,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for target in TARGETS.values():
         runs = "runs here" if here is not None and here.tier == target.tier else "compile only"
         t.add_row(f"target {target.name}", f"{target.tier} tier — {target.parts}: {runs}")
-    has_trtllm = importlib.util.find_spec("tensorrt_llm") is not None
-    t.add_row("tensorrt_llm", package_version("tensorrt_llm") if has_trtllm else "not installed (adapter inactive)")
     console.print(t)
+    from .trtllm import doctor_report
+
+    trt = Table(title="TensorRT-LLM integration", show_header=False)
+    trt.add_column("item")
+    trt.add_column("value")
+    for line in doctor_report(args.model, sm=args.sm):
+        item, _, value = line.partition(": ")
+        trt.add_row(item, value)
+    console.print(trt)
     return 0
 
 
@@ -172,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_compile)
 
     d = sub.add_parser("doctor", help="versions, GPU, tiers that run here, TensorRT-LLM status")
+    d.add_argument("--model", help="preset name, config.json or checkpoint directory: would moe_backend "
+                                   "CUTLASS run the b12x backend for it here, and why not")
+    d.add_argument("--sm", type=int, help="evaluate for this SM (120, 121, 90) instead of this machine's GPU")
     d.set_defaults(fn=cmd_doctor)
     return p
 

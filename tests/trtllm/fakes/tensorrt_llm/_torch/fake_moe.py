@@ -1,0 +1,90 @@
+"""Parts of the double shared by both generations: the MoE layer base (the attributes the
+adapter reads), top-k routing, and the CUTLASS NVFP4 weight method (create / load with
+TensorRT-LLM's layout, built by the test-side ``cutlass_layout`` model)."""
+
+import torch
+from torch import nn
+
+from .utils import ActivationType, is_gated_activation
+
+
+class RenormalizeMoeRoutingMethod:
+    def __init__(self, top_k: int):
+        self.top_k = self.experts_per_token = top_k
+
+    def get_experts_per_token(self) -> int:
+        return self.top_k
+
+    def apply(self, router_logits):
+        vals, ids = router_logits.float().topk(self.top_k, dim=-1)
+        return ids.to(torch.int32), torch.softmax(vals, dim=-1)
+
+
+class MoE(nn.Module):
+    def __init__(self, *, routing_method, num_experts, hidden_size, intermediate_size, dtype=None,
+                 reduce_results=False, model_config=None, weight_loading_mode=0, bias=False, swiglu_alpha=None,
+                 swiglu_beta=None, swiglu_limit=None, layer_idx=None, activation_type=ActivationType.Swiglu):
+        super().__init__()
+        m = model_config.mapping
+        self.routing_method, self.num_experts, self.hidden_size = routing_method, num_experts, hidden_size
+        self.intermediate_size, self.dtype, self.quant_config = intermediate_size, dtype, model_config.quant_config
+        self.bias, self.layer_idx, self.weight_loading_mode = bias, layer_idx, weight_loading_mode
+        self.swiglu_alpha, self.swiglu_beta, self.swiglu_limit = swiglu_alpha, swiglu_beta, swiglu_limit
+        self.activation_type = int(activation_type)
+        self.is_gated_activation = is_gated_activation(activation_type)
+        self.intermediate_size_expand_ratio = 2 if self.is_gated_activation else 1
+        self.tp_size, self.tp_rank, self.ep_size, self.ep_rank = m.moe_tp_size, m.moe_tp_rank, m.moe_ep_size, m.moe_ep_rank
+        self.use_dp, self.parallel_size, self.cluster_size = m.enable_attention_dp, m.tp_size, m.moe_cluster_size
+        self.intermediate_size_per_partition = intermediate_size // self.tp_size
+        self.expert_size_per_partition = num_experts // self.ep_size
+        self.num_slots = num_experts
+        self.slot_start = self.ep_rank * self.expert_size_per_partition
+        self.layer_load_balancer = model_config.moe_load_balancer  # EPLB on when a balancer is configured
+        self.calls = []  # what ran, for the tests
+
+
+class NVFP4MethodBase:
+    """Parameters of TensorRT-LLM's CUTLASS NVFP4 method and its load; ``swizzled`` is the
+    scale layout left after loading (the W4A16 method un-swizzles)."""
+
+    swizzled = True
+
+    def create_weights(self, module):
+        e, h = module.expert_size_per_partition, module.hidden_size
+        g = module.intermediate_size_expand_ratio
+        n1 = (g * module.intermediate_size_per_partition + 127) // 128 * 128
+        shapes = {
+            "w3_w1_weight": ((e, n1, h // 16), torch.int64),
+            "w2_weight": ((e, h, n1 // g // 16), torch.int64),
+            "w3_w1_weight_scale": ((e, n1, h // 64), torch.int32),
+            "w2_weight_scale": ((e, h, n1 // g // 64), torch.int32),
+            "fc31_input_scale": ((), torch.float32),
+            "fc2_input_scale": ((), torch.float32),
+            "fc31_alpha": ((e,), torch.float32),
+            "fc2_alpha": ((e,), torch.float32),
+        }
+        for name, (shape, dtype) in shapes.items():
+            module.register_parameter(name, nn.Parameter(torch.zeros(shape, dtype=dtype), requires_grad=False))
+        awq = getattr(module.quant_config, "quant_algo", None) == "NVFP4_AWQ"
+        module.register_parameter("fc31_act_scale", nn.Parameter(torch.ones(1, h), requires_grad=False) if awq else None)
+
+    def load_weights(self, module, weights, weight_loading_mode):
+        from cutlass_layout import cutlass_tensors  # the test-side layout model
+
+        local = range(module.slot_start, module.slot_start + module.expert_size_per_partition)
+        t = cutlass_tensors(weights, num_experts=module.num_experts, experts=local, hidden=module.hidden_size,
+                            intermediate=module.intermediate_size, gated=module.is_gated_activation,
+                            tp_size=module.tp_size, tp_rank=module.tp_rank, swizzled=self.swizzled)
+        for name, value in t.items():
+            getattr(module, name).data.copy_(value)
+
+
+def cutlass_math(module, x, ids, scales, swizzled):
+    """What the CUTLASS kernel computes from the module's tensors (float32, test-side model)."""
+    from cutlass_layout import dequant_cutlass, moe_math
+
+    t = {k: getattr(module, k).data for k in ("w3_w1_weight", "w3_w1_weight_scale", "w2_weight", "w2_weight_scale",
+                                              "fc31_alpha", "fc2_alpha", "fc31_input_scale", "fc2_input_scale")}
+    w13, w2 = dequant_cutlass(t, intermediate=module.intermediate_size_per_partition,
+                              gated=module.is_gated_activation, swizzled=swizzled)
+    return moe_math(x, ids, scales, w13, w2, expert_offset=module.slot_start, gated=module.is_gated_activation)

@@ -1,0 +1,81 @@
+import torch
+
+from ....models.modeling_utils import QuantAlgo
+from ... import utils
+from ...fake_moe import MoE, cutlass_math
+from ...model_config import ModelConfig
+from .quantization import (FP8QDQFusedMoEMethod, NVFP4CutlassFusedMoEMethod, UnquantizedFusedMoEMethod,
+                           W4A16NVFP4CutlassFusedMoEMethod)
+
+
+class CutlassFusedMoE(MoE):
+    @classmethod
+    def can_implement(cls, quant_algo, dtype_activation=torch.bfloat16, swiglu_gptoss_style=False):
+        from ...._utils import get_sm_version as sm  # G1 reads the SM inside can_implement
+
+        if quant_algo == QuantAlgo.NVFP4 and sm() not in (100, 103, 120, 121):
+            return False, f"CutlassFusedMoE NVFP4 needs SM100/103/120/121, got SM{sm()}"
+        return True, None
+
+    def __init__(self, *, routing_method, num_experts, hidden_size, intermediate_size, dtype=None,
+                 reduce_results=False, model_config=ModelConfig(), aux_stream_dict=None, weight_loading_mode=0,
+                 bias=False, apply_router_weight_on_input=False, layer_idx=None, swiglu_alpha=None, swiglu_beta=None,
+                 swiglu_limit=None, init_load_balancer=True, without_comm=False,
+                 activation_type=utils.ActivationType.Swiglu):
+        super().__init__(routing_method=routing_method, num_experts=num_experts, hidden_size=hidden_size,
+                         intermediate_size=intermediate_size, dtype=dtype, reduce_results=reduce_results,
+                         model_config=model_config, weight_loading_mode=weight_loading_mode, bias=bias,
+                         swiglu_alpha=swiglu_alpha, swiglu_beta=swiglu_beta, swiglu_limit=swiglu_limit,
+                         layer_idx=layer_idx, activation_type=activation_type)
+        self.apply_router_weight_on_input = apply_router_weight_on_input
+        self.enable_alltoall = False
+        self._weights_created = False
+        if not model_config.skip_create_weights_in_init:
+            self.create_weights()
+
+    def _get_quant_method(self):
+        algo = getattr(self.quant_config, "quant_algo", None)
+        if algo == QuantAlgo.W4A16_NVFP4:
+            return W4A16NVFP4CutlassFusedMoEMethod()
+        if algo in (QuantAlgo.NVFP4, QuantAlgo.NVFP4_AWQ):
+            return NVFP4CutlassFusedMoEMethod()
+        if algo == QuantAlgo.FP8:
+            return FP8QDQFusedMoEMethod()
+        return UnquantizedFusedMoEMethod()
+
+    def create_weights(self):
+        if self._weights_created:
+            return
+        self.quant_method = self._get_quant_method()
+        self.quant_method.create_weights(self)
+        self._weights_created = True
+
+    def load_weights(self, weights):
+        assert len(weights) == 1
+        self.quant_method.load_weights(self, weights[0], self.weight_loading_mode)
+
+    def post_load_weights(self):
+        self.quant_method.post_load_weights(self)
+
+    def quantize_input(self, x, post_quant_comm=True, **kwargs):
+        self.calls.append("cutlass.quantize_input")
+        if isinstance(self.quant_method, W4A16NVFP4CutlassFusedMoEMethod):
+            return x, None
+        # stands in for fp4_quantize: the activations stay readable, x_sf marks them quantized
+        return x, torch.ones(x.shape[0], self.hidden_size // 16, dtype=torch.uint8)
+
+    def run_moe(self, x, token_selected_experts, token_final_scales, x_sf=None, is_sf_swizzled=True,
+                output_dtype=None, tuner_num_tokens=None, tuner_top_k=None, moe_output=None, enable_alltoall=None):
+        self.calls.append("cutlass.run_moe")
+        w4a16 = isinstance(self.quant_method, W4A16NVFP4CutlassFusedMoEMethod)
+        if x_sf is None and not w4a16:
+            raise ValueError("CUTLASS NVFP4 fused_moe needs quantized input (x_sf)")
+        out = cutlass_math(self, x, token_selected_experts, token_final_scales, swizzled=not w4a16)
+        return out.to(output_dtype or x.dtype)
+
+    def forward(self, x, router_logits):
+        """The legacy ``forward_chunk`` path, reduced to the calls the adapter overrides."""
+        ids, scales = self.routing_method.apply(router_logits)
+        xq, x_sf = self.quantize_input(x, post_quant_comm=False)
+        return self.run_moe(x=xq, token_selected_experts=ids, token_final_scales=scales, x_sf=x_sf,
+                            output_dtype=x.dtype, enable_alltoall=self.enable_alltoall)

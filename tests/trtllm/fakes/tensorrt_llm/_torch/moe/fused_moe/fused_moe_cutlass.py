@@ -1,0 +1,73 @@
+import torch
+
+from ....models.modeling_utils import QuantAlgo
+from ... import utils
+from ...fake_moe import MoE, cutlass_math
+from ...model_config import ModelConfig
+from .impl_contract import MoEEligibility, MoERejectReason, MoEStaticCapability, require_comm_plan
+from .interface import _reject
+from .quantization import NVFP4CutlassFusedMoEMethod, UnquantizedFusedMoEMethod, W4A16NVFP4CutlassFusedMoEMethod
+
+
+class CutlassFusedMoE(MoE):
+    capabilities = MoEStaticCapability(supports_moe_lora=True, supports_eplb=True, supports_expert_bias=True)
+
+    @classmethod
+    def can_implement(cls, p, d):
+        if p.quant == "NVFP4" and d.env.sm not in (100, 103, 120, 121):
+            return _reject(MoERejectReason.SM_UNSUPPORTED, f"CutlassFusedMoE NVFP4 needs SM100/103/120/121, got SM{d.env.sm}")
+        if p.dtype_act not in (torch.bfloat16, torch.float16, torch.float8_e4m3fn):
+            return _reject(MoERejectReason.DTYPE_UNSUPPORTED, f"CutlassFusedMoE: dtype {p.dtype_act}")
+        return MoEEligibility.ok()
+
+    def __init__(self, *, routing_method, num_experts, hidden_size, intermediate_size, dtype=None,
+                 reduce_results=False, model_config=ModelConfig(), aux_stream_dict=None, weight_loading_mode=0,
+                 bias=False, apply_router_weight_on_input=False, layer_idx=None, swiglu_alpha=None, swiglu_beta=None,
+                 swiglu_limit=None, swiglu_limit_scalar=None, init_load_balancer=True,
+                 activation_type=utils.ActivationType.Swiglu):
+        super().__init__(routing_method=routing_method, num_experts=num_experts, hidden_size=hidden_size,
+                         intermediate_size=intermediate_size, dtype=dtype, reduce_results=reduce_results,
+                         model_config=model_config, weight_loading_mode=weight_loading_mode, bias=bias,
+                         swiglu_alpha=swiglu_alpha, swiglu_beta=swiglu_beta, swiglu_limit=swiglu_limit,
+                         layer_idx=layer_idx, activation_type=activation_type)
+        self.apply_router_weight_on_input = apply_router_weight_on_input
+        self._weights_created = False
+        if not model_config.skip_create_weights_in_init:
+            self.create_weights()
+
+    def _get_quant_method(self):
+        algo = getattr(self.quant_config, "quant_algo", None)
+        if algo == QuantAlgo.W4A16_NVFP4:
+            return W4A16NVFP4CutlassFusedMoEMethod()
+        if algo in (QuantAlgo.NVFP4, QuantAlgo.NVFP4_AWQ):
+            return NVFP4CutlassFusedMoEMethod()
+        return UnquantizedFusedMoEMethod()
+
+    def create_weights(self):
+        if self._weights_created:
+            return
+        self.quant_method = self._get_quant_method()
+        self.quant_method.create_weights(self)
+        self._weights_created = True
+
+    def load_weights(self, weights):
+        assert len(weights) == 1
+        self.quant_method.load_weights(self, weights[0], self.weight_loading_mode)
+
+    def post_load_weights(self):
+        self.quant_method.post_load_weights(self)
+
+    def quantize_input(self, x, post_quant_comm=True, **kwargs):
+        self.calls.append("cutlass.quantize_input")
+        if isinstance(self.quant_method, W4A16NVFP4CutlassFusedMoEMethod):
+            return x, None
+        return x, torch.ones(x.shape[0], self.hidden_size // 16, dtype=torch.uint8)
+
+    def run_moe(self, ctx, *, workspace=None):
+        self.calls.append("cutlass.run_moe")
+        require_comm_plan(self, ctx)
+        w4a16 = isinstance(self.quant_method, W4A16NVFP4CutlassFusedMoEMethod)
+        if ctx.x_sf is None and not w4a16:
+            raise ValueError("CUTLASS NVFP4 fused_moe needs quantized input (x_sf)")
+        out = cutlass_math(self, ctx.x, ctx.token_selected_experts, ctx.token_final_scales, swizzled=not w4a16)
+        return out.to(ctx.output_dtype or ctx.x.dtype)

@@ -1,0 +1,189 @@
+"""Decode/prefill routing of the promoted backend, end to end through the double's factory."""
+
+import pytest
+import torch
+
+import trtllm_layers as tl
+from trtllm_b12x.moe import DECODE_MAX_TOKENS
+from trtllm_b12x.reference import moe_reference, relative_error
+from trtllm_b12x.trtllm import backend, enable
+
+# bf16 output of the float32 oracle / of the test-side CUTLASS math
+TOL = 1e-2
+
+
+@pytest.fixture
+def promoted(trtllm):
+    backend.set_decode_kernel_factory(tl.oracle_factory)
+    tl.OracleDecode.instances.clear()
+    assert enable().state == "active"
+    return trtllm
+
+
+def _ref(x, ids, w, weights, shape, offset=0):
+    return moe_reference(x, ids, w, weights, shape.default_activation(), local_expert_offset=offset)
+
+
+@pytest.mark.parametrize("shape", [tl.GATED, tl.RELU2], ids=["swiglu", "relu2"])
+def test_threshold_63_decodes_with_b12x_64_runs_cutlass(promoted, generation, shape):
+    weights = tl.weights_for(shape)
+    be, layer = tl.loaded_layer(generation, shape, weights)
+    assert type(be).__name__ == "B12xCutlassFusedMoE" and be.b12x_reason is None
+    kernel = tl.OracleDecode.instances[-1]
+
+    out, x, ids, w = tl.run(layer, shape, DECODE_MAX_TOKENS - 1)
+    assert kernel.calls == [DECODE_MAX_TOKENS - 1] and be.calls == []  # no CUTLASS quantize, no CUTLASS GEMM
+    assert relative_error(out.float(), _ref(x, ids, w, weights, shape)) < TOL
+
+    out, x, ids, w = tl.run(layer, shape, DECODE_MAX_TOKENS, seed=1)
+    assert kernel.calls == [DECODE_MAX_TOKENS - 1]
+    assert be.calls == ["cutlass.quantize_input", "cutlass.run_moe"]  # the inherited path, unchanged
+    assert relative_error(out.float(), _ref(x, ids, w, weights, shape)) < TOL
+
+
+def test_w4a16_on_sm90(promoted, generation):
+    import importlib
+
+    importlib.import_module("tensorrt_llm._utils").SM = 90
+    weights = tl.weights_for(tl.GATED)
+    be, layer = tl.loaded_layer(generation, tl.GATED, weights, quant="W4A16_NVFP4")
+    assert be.b12x_reason is None and type(be.quant_method).__name__ == "B12xW4A16NVFP4CutlassFusedMoEMethod"
+    out, x, ids, w = tl.run(layer, tl.GATED, 8)
+    assert tl.OracleDecode.instances[-1].calls == [8] and be.calls == []
+    assert relative_error(out.float(), _ref(x, ids, w, weights, tl.GATED)) < TOL
+    out, x, ids, w = tl.run(layer, tl.GATED, 80)
+    assert be.calls == ["cutlass.quantize_input", "cutlass.run_moe"]
+    assert relative_error(out.float(), _ref(x, ids, w, weights, tl.GATED)) < TOL
+
+
+@pytest.mark.parametrize("ep, tp", [(2, 1), (1, 2), (2, 2)])
+def test_ranks_sum_to_the_full_layer(promoted, generation, ep, tp):
+    """EP ranks see global expert ids (offset by their slot_start), TP ranks a shard of I;
+    their decode outputs add up to the layer, as TensorRT-LLM's reduction expects."""
+    shape = tl.MoEShape("t-par", 128, 128, 4, 2, "swiglu", "synthetic")
+    weights = tl.weights_for(shape, seed=2)
+    total = None
+    for er in range(ep):
+        for tr in range(tp):
+            be, layer = tl.loaded_layer(generation, shape, weights, ep=(ep, er), tp=(tp, tr))
+            assert be.b12x_reason is None and be._b12x_runner.parallel.expert_offset == er * (4 // ep)
+            out, x, ids, w = tl.run(layer, shape, 5, seed=3)
+            assert be.calls == []
+            total = out.float() if total is None else total + out.float()
+    assert relative_error(total, _ref(x, ids, w, weights, shape)) < TOL
+
+
+def _refusal(generation, be, caplog):
+    """Why b12x does not decode this layer. G1 selection cannot see the activation, so the
+    promoted class is built and refuses per layer; G2 resolution sees it and picks stock CUTLASS."""
+    if generation == "G1":
+        assert type(be).__name__ == "B12xCutlassFusedMoE"
+        return be.b12x_reason
+    assert type(be).__name__ == "CutlassFusedMoE"
+    (msg,) = [r.getMessage() for r in caplog.records if "runs CutlassFusedMoE" in r.getMessage()]
+    return msg.split("B12xCutlassFusedMoE: ", 1)[1]
+
+
+def test_unsupported_activation_keeps_the_layer_on_cutlass(promoted, generation, caplog):
+    be, _ = tl.make_layer(generation, tl.GATED, activation="Geglu")
+    assert _refusal(generation, be, caplog).startswith("ACTIVATION_UNSUPPORTED: activation Geglu is not supported"
+                                                       if generation == "G1" else "activation Geglu is not supported")
+
+
+def test_swiglu_constants_keep_the_layer_on_cutlass(promoted, generation, caplog):
+    be, _ = tl.make_layer(generation, tl.GATED, layer_kw={"swiglu_limit": torch.full((6,), 7.0)})
+    assert "SwiGLU alpha/beta/limit constants are not supported" in _refusal(generation, be, caplog)
+
+
+def test_no_kernel_for_this_tier_keeps_cutlass_with_the_reason(trtllm, generation):
+    backend.set_decode_kernel_factory(lambda runner: None)
+    enable()
+    weights = tl.weights_for(tl.GATED)
+    be, layer = tl.loaded_layer(generation, tl.GATED, weights)
+    assert be.b12x_reason == "the decode kernel factory has no kernel for this layer here"
+    tl.run(layer, tl.GATED, 3)
+    assert be.calls == ["cutlass.quantize_input", "cutlass.run_moe"]
+
+
+def test_failing_kernel_setup_keeps_cutlass_with_the_reason(trtllm, generation):
+    def broken(runner):
+        raise RuntimeError("ptxas: sm_120a not supported")
+
+    backend.set_decode_kernel_factory(broken)
+    enable()
+    be, layer = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED))
+    assert be.b12x_reason == "decode kernel setup failed (RuntimeError: ptxas: sm_120a not supported)"
+    tl.run(layer, tl.GATED, 2)
+    assert be.calls[-1] == "cutlass.run_moe"
+
+
+def test_compile_probe_runs_once_after_loading(trtllm, generation):
+    seen = []
+
+    class Compiling(tl.OracleDecode):
+        def compile_all(self, dtype, top_k):
+            seen.append((dtype, top_k))
+            if dtype == "float16":
+                raise RuntimeError("no fp16 variant")
+
+    backend.set_decode_kernel_factory(Compiling)
+    enable()
+    be, _ = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED))
+    assert seen == [("bfloat16", 2)] and be.b12x_reason is None
+    be, _ = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED), dtype=torch.float16)
+    assert be.b12x_reason == "decode kernels failed to compile (float16, top_k=2): no fp16 variant"
+
+
+def test_awq_pre_quant_scale_keeps_cutlass(promoted, generation):
+    """G1 selection sees NVFP4_AWQ; G2 canonicalizes it to NVFP4, so the layer refuses once
+    the pre-quant scale is loaded."""
+    be, _ = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED), quant="NVFP4_AWQ")
+    if generation == "G1":
+        assert type(be).__name__ == "CutlassFusedMoE"
+    else:
+        assert be.b12x_reason == "NVFP4_AWQ pre-quant activation scales are not supported by the decode kernel"
+
+
+def test_reload_rebuilds_the_bundle(promoted, generation):
+    w0, w1 = tl.weights_for(tl.GATED, seed=0), tl.weights_for(tl.GATED, seed=1)
+    be, layer = tl.loaded_layer(generation, tl.GATED, w0)
+    first = be._b12x_runner
+    layer.load_weights([tl.checkpoint_from_bundle(w1)])
+    layer.post_load_weights()
+    assert be._b12x_runner is not first and torch.equal(be._b12x_runner.weights.w13, w1.w13)
+    out, x, ids, w = tl.run(layer, tl.GATED, 4)
+    assert relative_error(out.float(), _ref(x, ids, w, w1, tl.GATED)) < TOL
+
+
+def test_caller_output_buffer_is_written_in_place(g2):
+    """G2's comm plan may hand ``run_moe`` an output buffer."""
+    backend.set_decode_kernel_factory(tl.oracle_factory)
+    enable()
+    weights = tl.weights_for(tl.GATED)
+    be, layer = tl.loaded_layer("G2", tl.GATED, weights)
+    buf = torch.full((3, 128), float("nan"), dtype=torch.bfloat16)
+    logits = torch.randn(3, 6)
+    x = torch.randn(3, 128).to(torch.bfloat16)
+    out = layer(x, logits, moe_output=buf)
+    assert out is buf and bool(torch.isfinite(buf).all())
+
+
+def test_stock_path_is_untouched_when_not_promoted(trtllm, generation):
+    """Without enable(): the double's own CutlassFusedMoE runs everything."""
+    weights = tl.weights_for(tl.GATED)
+    be, layer = tl.loaded_layer(generation, tl.GATED, weights)
+    assert type(be).__name__ == "CutlassFusedMoE"
+    out, x, ids, w = tl.run(layer, tl.GATED, 3)
+    assert be.calls == ["cutlass.quantize_input", "cutlass.run_moe"]
+    assert relative_error(out.float(), _ref(x, ids, w, weights, tl.GATED)) < TOL
+
+
+def test_alltoall_on_the_decode_path_is_an_error_not_a_wrong_answer(g1):
+    """Promotion excludes attention DP, so alltoall never reaches decode; if it ever does,
+    the ids are local and the answer would be wrong: raise instead."""
+    backend.set_decode_kernel_factory(tl.oracle_factory)
+    enable()
+    be, layer = tl.loaded_layer("G1", tl.GATED, tl.weights_for(tl.GATED))
+    be.enable_alltoall = True
+    with pytest.raises(RuntimeError, match=r"enable_alltoall=True.*supported: no alltoall"):
+        tl.run(layer, tl.GATED, 3)

@@ -1,0 +1,100 @@
+"""Build MoE layers through the double's own factory (``create_moe``), load synthetic
+checkpoints, run them; and a decode kernel that is the float32 oracle, to plug in."""
+
+import importlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from cutlass_layout import checkpoint_from_bundle
+from trtllm_b12x.models import MoEShape, make_moe_weights
+from trtllm_b12x.reference import moe_reference
+
+FAKES = Path(__file__).parent / "fakes"  # the TensorRT-LLM double
+PACKAGES = {"G1": "tensorrt_llm._torch.modules.fused_moe", "G2": "tensorrt_llm._torch.moe.fused_moe"}
+
+# H a multiple of 128 (TensorRT-LLM swizzles FC2 scales over H rows); 2*I = 192 pads to 256
+GATED = MoEShape("t-gated", 128, 96, 6, 2, "swiglu", "synthetic")
+RELU2 = MoEShape("t-relu2", 128, 48, 4, 2, "relu2", "synthetic")
+
+
+class OracleDecode:
+    """A decode kernel that computes the oracle; records the batch sizes it served."""
+
+    instances: list = []
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.calls = []
+        OracleDecode.instances.append(self)
+
+    def __call__(self, x, ids, w, out, workspace=None):
+        self.calls.append(x.shape[0])
+        r = self.runner
+        y = moe_reference(x, ids, w, r.weights, r.activation, local_expert_offset=r.parallel.expert_offset)
+        out.copy_(y.to(out.dtype))
+
+    def workspace_bytes(self, num_tokens, top_k, dtype):
+        return 0
+
+
+def oracle_factory(runner):
+    return OracleDecode(runner)
+
+
+def mod(name):
+    return importlib.import_module(name)
+
+
+def package_of(gen):
+    return PACKAGES[gen]
+
+
+def model_config(*, quant="NVFP4", dtype=torch.bfloat16, backend="CUTLASS", ep=(1, 0), tp=(1, 0), attention_dp=False,
+                 tp_size=None, eplb=None):
+    mc = mod("tensorrt_llm._torch.model_config")
+    qa = mod("tensorrt_llm.models.modeling_utils")
+    mapping = mc.Mapping(tp_size=tp_size or ep[0] * tp[0], moe_tp_size=tp[0], moe_tp_rank=tp[1], moe_ep_size=ep[0],
+                         moe_ep_rank=ep[1], enable_attention_dp=attention_dp)
+    quant_config = qa.QuantConfig(qa.QuantAlgo[quant]) if quant else None
+    return mc.ModelConfig(moe_backend=backend, quant_config=quant_config, mapping=mapping,
+                          pretrained_config=SimpleNamespace(torch_dtype=dtype), moe_load_balancer=eplb)
+
+
+def make_layer(gen, shape, *, activation=None, dtype=torch.bfloat16, layer_kw=None, **cfg):
+    """``create_moe`` of the double: returns the backend module (G2: ``ConfigurableMoE.backend``)
+    and the callable layer. ``cfg`` goes to :func:`model_config`, ``layer_kw`` to ``create_moe``."""
+    fm = mod(package_of(gen))
+    act_type = mod("tensorrt_llm._torch.utils").ActivationType
+    activation = activation or ("Swiglu" if shape.gated else "Relu2")
+    layer = fm.create_moe(routing_method=fm.RenormalizeMoeRoutingMethod(shape.top_k), num_experts=shape.num_experts,
+                          hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size, dtype=dtype,
+                          model_config=model_config(dtype=dtype, **cfg), layer_idx=3,
+                          activation_type=act_type[activation], **(layer_kw or {}))
+    return getattr(layer, "backend", layer), layer
+
+
+def loaded_layer(gen, shape, weights, **kw):
+    be, layer = make_layer(gen, shape, **kw)
+    layer.load_weights([checkpoint_from_bundle(weights)])
+    layer.post_load_weights()
+    return be, layer
+
+
+def weights_for(shape, seed=0):
+    """Synthetic weights with one FC1 weight_scale_2 per expert, which is what TensorRT-LLM
+    keeps (it takes the larger of w1's and w3's), so the oracle of the bundle is the truth."""
+    w = make_moe_weights(shape, seed=seed)
+    if w.gated:
+        w.w13_global[:, 1] = w.w13_global[:, 0]
+    return w
+
+
+def run(layer, shape, m, seed=0, dtype=torch.bfloat16):
+    """``(out, x, ids, scales)`` for ``m`` tokens with seeded router logits."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, shape.hidden_size, generator=gen).to(dtype)
+    logits = torch.randn(m, shape.num_experts, generator=gen)
+    vals, ids = logits.topk(shape.top_k, dim=-1)
+    return layer(x, logits), x, ids.to(torch.int32), torch.softmax(vals, -1)

@@ -1,0 +1,105 @@
+"""The quant method: TensorRT-LLM's CUTLASS NVFP4 method (and its W4A16 variant), plus one
+step once the CUTLASS tensors are final (G2 ``transform_weights``, G1 ``post_load_weights``):
+build our weight bundle from them, make the layer's :class:`MoERunner` and compile its decode
+kernel for this GPU. The CUTLASS tensors stay for prefill; a failure leaves the layer on
+CUTLASS with the reason.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from ..activation import Activation
+from ..moe import MoERunner, Parallel
+from . import _log, backend
+from .backend import NAME, activation_name, runtime_facts
+from .decision import dtype_name
+from .weights import bundle_from_module, bundle_nbytes
+
+_ACTIVATION_KIND = {"Swiglu": "swiglu", "Relu2": "relu2"}
+
+
+class B12xQuantMixin:
+    """Builds the b12x runner once the CUTLASS tensors are final; keeps them for prefill."""
+
+    _b12x_quant = "NVFP4"  # the quant algo this method serves
+    _b12x_swizzled = True  # scale layout the parent method leaves
+
+    def build_b12x(self, module) -> None:
+        if getattr(module, "b12x_reason", "") is not None:
+            return
+        if getattr(module, "fc31_act_scale", None) is not None:
+            return module._b12x_off("NVFP4_AWQ pre-quant activation scales are not supported by the decode kernel")
+        try:
+            bundle = bundle_from_module(module, scales_swizzled=self._b12x_swizzled)
+        except ValueError as exc:
+            return module._b12x_off(f"unexpected CUTLASS weight layout: {exc}")
+        runner, reason = _make_runner(module, bundle)
+        if runner is None:
+            return module._b12x_off(reason)
+        module._b12x_runner = runner
+        mib = bundle_nbytes(bundle) / 2**20
+        module.b12x_extra_bytes = bundle_nbytes(bundle)
+        _log.once("memory", "info", f"{NAME}: b12x weight bundle {mib:.1f} MiB per layer (layer "
+                                    f"{getattr(module, 'layer_idx', '?')}), kept next to the CUTLASS tensors")
+
+
+class TransformWeightsHook:
+    def transform_weights(self, module, *args, **kwargs):
+        out = super().transform_weights(module, *args, **kwargs)
+        self.build_b12x(module)
+        return out
+
+
+class PostLoadWeightsHook:
+    def post_load_weights(self, module, *args, **kwargs):
+        parent = getattr(super(), "post_load_weights", None)
+        out = parent(module, *args, **kwargs) if parent is not None else None
+        self.build_b12x(module)
+        return out
+
+
+def build_quant_methods(gen) -> dict:
+    """``{CUTLASS method class: our subclass}`` for NVFP4 (swizzled scales) and, where the
+    generation has it, W4A16_NVFP4 (linear scales)."""
+    hook = TransformWeightsHook if gen.name == "G2" else PostLoadWeightsHook
+    out = {}
+    for base, quant, swizzled in ((gen.nvfp4_method, "NVFP4", True), (gen.w4a16_method, "W4A16_NVFP4", False)):
+        if base is None:
+            continue
+        ns = {"__module__": __name__, "_b12x_quant": quant, "_b12x_swizzled": swizzled}
+        out[base] = types.new_class(f"B12x{base.__name__}", (hook, B12xQuantMixin, base),
+                                    exec_body=lambda body, ns=ns: body.update(ns))
+    return out
+
+
+def _make_runner(module, bundle) -> tuple[MoERunner | None, str | None]:
+    """Runner with the decode kernel for this GPU, compiled now; (None, reason) if none."""
+    factory = backend._decode_kernel_factory()  # looked up per call: the plug-in point
+    if factory is None:
+        return None, runtime_facts().kernel_missing or "no decode kernel factory"
+    kind = _ACTIVATION_KIND.get(activation_name(getattr(module, "activation_type", None)) or "Swiglu")
+    parallel = Parallel(module.num_experts, getattr(module, "slot_start", 0), module.tp_size, module.tp_rank)
+    try:
+        runner = MoERunner(bundle, Activation(kind), parallel, decode_kernel=factory, validate_ids=False)
+    except Exception as exc:  # a factory may fail in many ways (compile, unsupported shape)
+        return None, f"decode kernel setup failed ({type(exc).__name__}: {exc})"
+    if runner.decode is None:
+        explain = getattr(sys.modules.get(getattr(factory, "__module__", "")), "unsupported_reason", None)
+        why = explain(runner) if callable(explain) else None
+        return None, "the decode kernel factory has no kernel for this layer here" + (f": {why}" if why else "")
+    compile_all = getattr(runner.decode, "compile_all", None)
+    if callable(compile_all):  # compile before any CUDA-graph capture, and fail over here, not mid-run
+        top_k = _top_k(module)
+        try:
+            compile_all(dtype_name(module.dtype), top_k)
+        except Exception as exc:
+            return None, f"decode kernels failed to compile ({dtype_name(module.dtype)}, top_k={top_k}): {exc}"
+    return runner, None
+
+
+def _top_k(module) -> int:
+    rm = module.routing_method
+    k = getattr(rm, "experts_per_token", None)
+    return int(k if k is not None else rm.get_experts_per_token())
