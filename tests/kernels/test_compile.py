@@ -55,3 +55,31 @@ def test_read_ceiling_streams_16_byte_vectors(cache, arch):
     sass = analyze_cubin(ck.cubin)
     assert sass.count("LDG.E.128") == 2 * cfg.unroll  # data branch and scale branch
     assert sass.spills == 0
+
+
+@pytest.mark.parametrize("name", ["qwen3-30b-a3b", "nemotron-3-super"])
+@pytest.mark.parametrize("phase", ["fc1", "fc2"])
+def test_decode_kernel_sass(cache, name, phase):
+    """The SM90 decode phases: tensor-core MMA from 16-byte code loads, no spills."""
+    from trtllm_b12x.kernels.cache import CompileKey
+    from trtllm_b12x.kernels.moe_decode import DecodeGemvSm90, GemvConfig
+    from trtllm_b12x.models import PRESETS
+
+    s = PRESETS[name]
+    i_pad = -(-s.intermediate_size // 64) * 64
+    common = dict(dtype="bfloat16", experts=s.num_experts, expert_offset=0, top_k=s.top_k, max_pairs=64 * s.top_k)
+    if phase == "fc1":
+        cfg = GemvConfig("fc1", k=s.hidden_size, rows=(2 if s.gated else 1) * i_pad, out_cols=i_pad,
+                         activation=s.activation, **common)
+    else:
+        cfg = GemvConfig("fc2", k=i_pad, rows=s.hidden_size, out_cols=s.hidden_size, **common)
+    k = DecodeGemvSm90(cfg)
+    target = get_target("sm_90a")
+    ck = cache.get(CompileKey(k.family, target.name, cfg, True), lambda: k.compile(target, tvm_ffi=True))
+    sass = analyze_cubin(ck.cubin)
+    per_warp = cfg.chunks // cfg.warps
+    # two 16-row tiles x 4 K steps per chunk, once for the prefetched first pass, once for later passes
+    assert sass.count("HMMA.16816.F32.BF16") == 2 * 2 * 4 * per_warp
+    assert sass.count("LDG.E.128") >= 2 * 2 * per_warp  # codes, and the tokens' 32 bytes, per chunk and pass
+    assert sass.spills == 0 and sass.resources.local_bytes == 0
+    assert sass.resources.registers <= 128

@@ -85,13 +85,9 @@ def _fused(weights: MoEWeights, act: Activation) -> MoEFn:
 def _needs_fused(device: torch.device) -> str | None:
     if device.type != "cuda":
         return "no CUDA GPU here"
-    from ..arch import UnsupportedArchError, current_target
+    from ..kernels.moe_decode import device_reason
 
-    try:
-        tier = current_target(device).tier
-    except UnsupportedArchError as err:
-        return str(err)
-    return None if tier == "sm90" else f"the W4A16 fused decode targets SM90; this GPU is tier {tier}"
+    return device_reason(device)
 
 
 def _needs_cuda(device: torch.device) -> str | None:

@@ -6,7 +6,8 @@ only on the FP4 targets (sm_100a+/sm_120a+), so the SM90 kernels convert E2M1 in
 
 from __future__ import annotations
 
-from cutlass import Float32, Uint32
+import torch
+from cutlass import BFloat16, Float16, Float32, Uint32
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
@@ -75,7 +76,8 @@ def block_any(flag: Uint32, *, loc=None, ip=None) -> Uint32:
 # makes every code (subnormal 0.5 included) exact but scaled by 2^-126 (BF16) or 2^-14 (FP16).
 # The E4M3 block scale is pre-multiplied by 2^64 (BF16; keeps products normal) or 1 (FP16),
 # so A = code * scale * 2^-62 (BF16) or 2^-14 (FP16), exact; the epilogue multiplies back.
-MMA_DTYPES = ("bfloat16", "float16")
+# token dtypes of the kernels: name -> (CuTe type, torch dtype)
+TOKEN_DTYPES = {"bfloat16": (BFloat16, torch.bfloat16), "float16": (Float16, torch.float16)}
 CODE_SHIFT = {"bfloat16": 6, "float16": 9}
 EPILOGUE_SCALE = {"bfloat16": 2.0**62, "float16": 2.0**14}
 

@@ -30,20 +30,19 @@ from dataclasses import dataclass
 import cutlass
 import cutlass.cute as cute
 import torch
-from cutlass import BFloat16, Float16, Float32, Int32, Uint8, Uint32
+from cutlass import Float32, Int32, Uint8, Uint32
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, UnsupportedArchError, current_target
 from ..moe import DECODE_MAX_TOKENS
 from ..quantization.fragments import CHUNK_K, FragmentLayout, pack_fragments, round_up
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
-from .intrinsics import CODE_SHIFT, EPILOGUE_SCALE, mma_m16n8k16, mul_half2, scale_pair
+from .intrinsics import CODE_SHIFT, EPILOGUE_SCALE, TOKEN_DTYPES, mma_m16n8k16, mul_half2, scale_pair
 
 log = logging.getLogger("trtllm_b12x")
 
 PHASES = ("fc1", "fc2")
 ACTIVATIONS = ("swiglu", "relu2", "none")
-_CUTE_DTYPES = {"bfloat16": BFloat16, "float16": Float16}
 TILES_PER_UNIT = 2  # 16-row tiles a CTA computes (gated FC1: one gate + one up tile)
 PAIRS_PER_PASS = 8  # MMA N
 PREFETCH_CHUNKS = 4  # K chunks per warp whose codes are loaded before the pair list is known
@@ -60,6 +59,11 @@ def split_k(chunks: int) -> tuple[int, int]:
 
     warps = min((w for w in range(1, 9) if chunks % w == 0), key=score)
     return warps, _group(chunks // warps)
+
+
+def fragment_layout(rows: int, k: int) -> FragmentLayout:
+    """The weight layout the kernel for a ``rows x k`` matrix reads (scale loads sized to its K split)."""
+    return FragmentLayout(rows, k, split_k(k // CHUNK_K)[1])
 
 
 def _group(per_warp: int) -> int:
@@ -85,7 +89,7 @@ class GemvConfig:
     limit: float | None = None
 
     def __post_init__(self):
-        if self.phase not in PHASES or self.dtype not in _CUTE_DTYPES or self.activation not in ACTIVATIONS:
+        if self.phase not in PHASES or self.dtype not in TOKEN_DTYPES or self.activation not in ACTIVATIONS:
             raise ValueError(f"GemvConfig: phase/dtype/activation {self.phase}/{self.dtype}/{self.activation} unsupported")
         if (self.phase == "fc2") != (self.activation == "none"):
             raise ValueError("GemvConfig: FC1 takes swiglu or relu2, FC2 takes 'none'")
@@ -109,7 +113,7 @@ class GemvConfig:
 
     @property
     def layout(self) -> FragmentLayout:
-        return FragmentLayout(self.rows, self.k, self.group)
+        return fragment_layout(self.rows, self.k)
 
     @property
     def units(self) -> int:
@@ -129,7 +133,7 @@ class DecodeGemvSm90:
     def fake_arguments(self) -> tuple:
         cfg, lay = self.cfg, self.cfg.layout
         p, r, m = cute.sym_int32(), cute.sym_int32(), cute.sym_int32()
-        dt = _CUTE_DTYPES[cfg.dtype]
+        dt = TOKEN_DTYPES[cfg.dtype][0]
         fc2 = cfg.phase == "fc2"
         return (
             make_fake_compact_tensor(Int32, (p,), assumed_align=4),  # expert id per pair
@@ -219,13 +223,13 @@ class DecodeGemvSm90:
                 self.one_pass(mX, mCodes, mScales, mW, mGlobal, mPart, None, local, unit, warp, lane, sPairs, sRed,
                               base, n)
             if cutlass.const_expr(cfg.phase == "fc2"):
-                self.arrive(mW, mPart, mOut, mCount, sIds, sInfo, unit, tidx, n)
+                self.arrive(mPart, mOut, mCount, sIds, sInfo, unit, tidx, n)
         if cutlass.const_expr(cfg.phase == "fc2"):
             if slot == 0 and sInfo[1] == 0:  # no pair on this rank: nobody arrives, the output is zero
                 cols = 16 * TILES_PER_UNIT
                 for idx in cutlass.range(tidx, mOut.shape[0] * cols, threads):
                     tok = idx // cols
-                    mOut[tok, unit * cols + idx - tok * cols] = _CUTE_DTYPES[cfg.dtype](0.0)
+                    mOut[tok, unit * cols + idx - tok * cols] = TOKEN_DTYPES[cfg.dtype][0](0.0)
 
     @cute.jit
     def select_expert(self, sSeen, slot, lane, sInfo):
@@ -409,7 +413,7 @@ class DecodeGemvSm90:
         t = lane % 4
         pre = Float32(EPILOGUE_SCALE[cfg.dtype])
         gs = [mGlobal[local, j] * pre for j in range(TILES_PER_UNIT)]
-        out_t = Float32 if cfg.phase == "fc2" else _CUTE_DTYPES[cfg.dtype]
+        out_t = Float32 if cfg.phase == "fc2" else TOKEN_DTYPES[cfg.dtype][0]
         for v in cutlass.range_constexpr(4):
             col = base + 2 * t + v % 2
             r16 = g + 8 * (v // 2)
@@ -430,7 +434,7 @@ class DecodeGemvSm90:
                         mOut[q, (unit * TILES_PER_UNIT + j) * 16 + r16] = out_t(h)
 
     @cute.jit
-    def arrive(self, mW, mPart, mOut, mCount, sIds, sInfo, unit, tidx, n):
+    def arrive(self, mPart, mOut, mCount, sIds, sInfo, unit, tidx, n):
         """FC2: count this expert's pairs in for the unit; the CTA that completes the count
         sums the unit's 32 output columns over the local slots, in slot order, and re-arms
         the counter (so the workspace stays zeroed between calls)."""
@@ -455,7 +459,7 @@ class DecodeGemvSm90:
                     if le >= 0 and le < cfg.experts:
                         ptr = (mPart.iterator + (q * cfg.out_cols + col))
                         acc = acc + Float32(cute.arch.load(ptr, Float32, cop="cg"))
-                mOut[tok, col] = _CUTE_DTYPES[cfg.dtype](acc)
+                mOut[tok, col] = TOKEN_DTYPES[cfg.dtype][0](acc)
             if tidx == 0:
                 mCount[unit] = 0
 
@@ -498,8 +502,8 @@ class FusedDecode:
 
     def __init__(self, runner, *, cache: KernelCache | None = None, target: Target | None = None):
         w, par, act = runner.weights, runner.parallel, runner.activation
-        if w.hidden_size % CHUNK_K:
-            raise ValueError(f"fused decode: hidden size {w.hidden_size} must be a multiple of {CHUNK_K}")
+        if (why := _shape_reason(w)) is not None:
+            raise ValueError(f"fused decode: {why}")
         self.weights, self.parallel, self.activation = w, par, act
         self.target = target or current_target(w.device)
         self.cache = cache or default_cache()
@@ -509,15 +513,11 @@ class FusedDecode:
         data = torch.cat([_pad_rows(w.w13[:, s * inter:(s + 1) * inter], self.i_pad) for s in range(halves)], 1)
         scale = torch.cat([_pad_rows(w.w13_scale[:, s * inter:(s + 1) * inter], self.i_pad) for s in range(halves)], 1)
         self._fc1_rows = halves * self.i_pad
-        self.fc1 = _pack(data, scale.view(torch.float8_e4m3fn), self._layout(self._fc1_rows, h))
-        self.fc2 = _pack(w.w2, w.w2_scale, self._layout(h, self.i_pad))
+        self.fc1 = _pack(data, scale.view(torch.float8_e4m3fn), fragment_layout(self._fc1_rows, h))
+        self.fc2 = _pack(w.w2, w.w2_scale, fragment_layout(h, self.i_pad))
         self.fc1_global = w.w13_global.expand(-1, 2).contiguous() if halves == 1 else w.w13_global.contiguous()
         self.fc2_global = w.w2_global[:, None].expand(-1, 2).contiguous()
         self._bound: dict = {}
-
-    @staticmethod
-    def _layout(rows: int, k: int) -> FragmentLayout:
-        return FragmentLayout(rows, k, split_k(k // CHUNK_K)[1])
 
     def configs(self, dtype: str, top_k: int) -> tuple[GemvConfig, GemvConfig]:
         w, par, act = self.weights, self.parallel, self.activation
@@ -533,13 +533,26 @@ class FusedDecode:
         return self.cache.get(key, lambda: kernel.compile(self.target, tvm_ffi=self.tvm_ffi))
 
     def compile_all(self, dtype: str, top_k: int) -> list:
-        return [self._compiled(cfg, self.kernel_cls(cfg)) for cfg in self.configs(dtype, top_k)]
+        """Compile (or load) both phases for (dtype, top_k) and allocate their workspace, so a
+        decode call (perhaps a CUDA-graph warm-up) neither compiles nor allocates."""
+        key = (dtype, top_k)
+        if key not in self._bound:
+            kernels = [self._compiled(cfg, self.kernel_cls(cfg)) for cfg in self.configs(dtype, top_k)]
+            tdt = TOKEN_DTYPES[dtype][1]
+            ws = torch.zeros(self.workspace_bytes(DECODE_MAX_TOKENS - 1, top_k, tdt), dtype=torch.uint8,
+                             device=self.weights.device)
+            self._bound[key] = (kernels, ws, {})
+        return self._bound[key][0]
 
     # workspace: [counters (FC2 units, int32) | intermediate (pairs x I_pad, token dtype) | FP32 rows]
     def _sizes(self, pairs: int, dtype: torch.dtype) -> tuple[int, int, int]:
-        counters = round_up(4 * (self.weights.hidden_size // (16 * TILES_PER_UNIT)), 256)
+        counters = round_up(4 * self._fc2_units, 256)
         inter = round_up(pairs * self.i_pad * dtype.itemsize, 256)
         return counters, inter, pairs * self.weights.hidden_size * 4
+
+    @property
+    def _fc2_units(self) -> int:
+        return self.weights.hidden_size // (16 * TILES_PER_UNIT)
 
     def workspace_bytes(self, num_tokens: int, top_k: int, dtype: torch.dtype) -> int:
         """Scratch bytes for a batch. A caller-owned workspace must be zero-filled before its
@@ -548,7 +561,7 @@ class FusedDecode:
 
     def _views(self, ws: torch.Tensor, pairs: int, dtype: torch.dtype):
         nc, ni, npart = self._sizes(pairs, dtype)
-        counters = ws[:nc].view(torch.int32)[: self.weights.hidden_size // (16 * TILES_PER_UNIT)]
+        counters = ws[:nc].view(torch.int32)[: self._fc2_units]
         inter = ws[nc : nc + ni].view(dtype)[: pairs * self.i_pad].view(pairs, self.i_pad)
         part = ws[nc + ni : nc + ni + npart].view(torch.float32).view(pairs, -1)
         return counters, inter, part
@@ -557,39 +570,52 @@ class FusedDecode:
         m, top_k = ids.shape
         if m == 0:
             return
-        dname = "bfloat16" if x.dtype == torch.bfloat16 else "float16"
-        key = (dname, top_k)
-        if key not in self._bound:
-            full = torch.zeros(self.workspace_bytes(DECODE_MAX_TOKENS - 1, top_k, x.dtype), dtype=torch.uint8,
-                               device=x.device)
-            self._bound[key] = (self.compile_all(dname, top_k), full)
-        (k1, k2), full = self._bound[key]
-        need = self.workspace_bytes(m, top_k, x.dtype)
+        dname = _DTYPE_NAMES[x.dtype]
+        if (dname, top_k) not in self._bound:
+            self.compile_all(dname, top_k)
+        (k1, k2), own, views = self._bound[(dname, top_k)]
         if workspace is None:
-            workspace = full
-        elif workspace.dtype != torch.uint8 or workspace.numel() < need or workspace.device != x.device:
-            raise ValueError(f"workspace: expected a uint8 tensor of at least {need} bytes on {x.device}, got "
-                             f"{workspace.dtype} with {workspace.numel()} elements on {workspace.device}")
-        counters, inter, part = self._views(workspace, m * top_k, x.dtype)
+            if m not in views:
+                views[m] = self._views(own, m * top_k, x.dtype)
+            counters, inter, part = views[m]
+        else:
+            need = self.workspace_bytes(m, top_k, x.dtype)
+            if workspace.dtype != torch.uint8 or workspace.numel() < need or workspace.device != x.device:
+                raise ValueError(f"workspace: expected a uint8 tensor of at least {need} bytes on {x.device}, got "
+                                 f"{workspace.dtype} with {workspace.numel()} elements on {workspace.device}")
+            counters, inter, part = self._views(workspace, m * top_k, x.dtype)
         flat_ids, flat_w = ids.reshape(-1), weights.reshape(-1)
         launch(k1, flat_ids, flat_w, x.view(torch.int32), *self.fc1, self.fc1_global, inter, out, counters)
         launch(k2, flat_ids, flat_w, inter.view(torch.int32), *self.fc2, self.fc2_global, part, out, counters)
 
 
-def unsupported_reason(runner) -> str | None:
-    """Why the fused decode cannot serve this runner here, or None."""
-    w = runner.weights
-    if w.device.type != "cuda":
-        return f"weights are on {w.device}; the fused decode runs on CUDA GPUs"
+_DTYPE_NAMES = {tdt: name for name, (_, tdt) in TOKEN_DTYPES.items()}
+
+
+def device_reason(device: torch.device) -> str | None:
+    """Why the fused decode cannot run on ``device``, or None."""
+    if device.type != "cuda":
+        return f"{device} is not a CUDA device; the fused decode runs on CUDA GPUs"
     try:
-        target = current_target(w.device)
+        target = current_target(device)
     except UnsupportedArchError as err:
         return str(err)
     if target.tier != FusedDecode.tier:
         return f"no W4A16 fused decode kernel for tier {target.tier} (target {target.name}); supported tier: sm90"
+    return None
+
+
+def _shape_reason(w) -> str | None:
     if w.hidden_size % CHUNK_K:
         return f"hidden size {w.hidden_size} is not a multiple of {CHUNK_K}"
+    if w.num_experts > MAX_EXPERTS:
+        return f"{w.num_experts} local experts; supported: up to {MAX_EXPERTS}"
     return None
+
+
+def unsupported_reason(runner) -> str | None:
+    """Why the fused decode cannot serve this runner here, or None."""
+    return device_reason(runner.weights.device) or _shape_reason(runner.weights)
 
 
 def decode_kernel_factory(runner) -> FusedDecode | None:

@@ -18,16 +18,15 @@ from dataclasses import dataclass
 import cutlass
 import cutlass.cute as cute
 import torch
-from cutlass import BFloat16, Float16, Float32, Int32, Uint8, Uint32
+from cutlass import Float32, Int32, Uint8, Uint32
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, current_target
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
 from ..quantization.codecs import E2M1_RNE_BOUNDS
-from .intrinsics import e4m3_to_f32, f32_bits, f32_to_e4m3, f32x8_to_e2m1x8
+from .intrinsics import TOKEN_DTYPES, e4m3_to_f32, f32_bits, f32_to_e4m3, f32x8_to_e2m1x8
 
 SF_LAYOUTS = ("linear", "swizzled")
-_DTYPES = {"bfloat16": (BFloat16, torch.bfloat16), "float16": (Float16, torch.float16)}
 
 
 
@@ -41,8 +40,8 @@ class QuantizeConfig:
     def __post_init__(self):
         if self.hidden % 16 or self.hidden <= 0:
             raise ValueError(f"hidden={self.hidden}: must be a positive multiple of 16 (one E4M3 scale per 16)")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype {self.dtype!r} is not supported; supported: {tuple(_DTYPES)}")
+        if self.dtype not in TOKEN_DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} is not supported; supported: {tuple(TOKEN_DTYPES)}")
         if self.sf_layout not in SF_LAYOUTS:
             raise ValueError(f"sf_layout {self.sf_layout!r} is not supported; supported: {SF_LAYOUTS}")
 
@@ -70,7 +69,7 @@ class QuantizeSm90:
     def fake_arguments(self) -> tuple:
         cfg = self.cfg
         m = cute.sym_int32()
-        x = make_fake_compact_tensor(_DTYPES[cfg.dtype][0], (m, cfg.hidden), stride_order=(1, 0), assumed_align=16)
+        x = make_fake_compact_tensor(TOKEN_DTYPES[cfg.dtype][0], (m, cfg.hidden), stride_order=(1, 0), assumed_align=16)
         q = make_fake_compact_tensor(Uint8, (m, cfg.hidden // 2), stride_order=(1, 0), assumed_align=16)
         if cfg.sf_layout == "linear":
             s = make_fake_compact_tensor(Uint8, (m, cfg.blocks_per_row), stride_order=(1, 0), assumed_align=4)
