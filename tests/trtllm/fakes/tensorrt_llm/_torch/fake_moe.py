@@ -79,6 +79,42 @@ class NVFP4MethodBase:
             getattr(module, name).data.copy_(value)
 
 
+class CutlassLifecycle:
+    """What both generations' ``CutlassFusedMoE`` share: weight lifecycle, input quantization
+    and the fused_moe math; each generation keeps its own ``can_implement`` / ``run_moe`` form."""
+
+    def create_weights(self):
+        if self._weights_created:
+            return
+        self.quant_method = self._get_quant_method()
+        self.quant_method.create_weights(self)
+        self._weights_created = True
+
+    def load_weights(self, weights):
+        assert len(weights) == 1
+        self.quant_method.load_weights(self, weights[0], self.weight_loading_mode)
+
+    def post_load_weights(self):
+        self.quant_method.post_load_weights(self)
+
+    @property
+    def _w4a16(self) -> bool:  # the W4A16 method leaves linear scales and unquantized inputs
+        return not getattr(self.quant_method, "swizzled", True)
+
+    def quantize_input(self, x, post_quant_comm=True, **kwargs):
+        self.calls.append("cutlass.quantize_input")
+        if self._w4a16:
+            return x, None
+        # stands in for fp4_quantize: the activations stay readable, x_sf marks them quantized
+        return x, torch.ones(x.shape[0], self.hidden_size // 16, dtype=torch.uint8)
+
+    def fused_moe(self, x, ids, scales, x_sf, output_dtype):
+        self.calls.append("cutlass.run_moe")
+        if x_sf is None and not self._w4a16:
+            raise ValueError("CUTLASS NVFP4 fused_moe needs quantized input (x_sf)")
+        return cutlass_math(self, x, ids, scales, swizzled=not self._w4a16).to(output_dtype or x.dtype)
+
+
 def cutlass_math(module, x, ids, scales, swizzled):
     """What the CUTLASS kernel computes from the module's tensors (float32, test-side model)."""
     from cutlass_layout import dequant_cutlass, moe_math

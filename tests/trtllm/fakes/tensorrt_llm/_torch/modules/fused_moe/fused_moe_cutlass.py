@@ -2,13 +2,13 @@ import torch
 
 from ....models.modeling_utils import QuantAlgo
 from ... import utils
-from ...fake_moe import MoE, cutlass_math
+from ...fake_moe import CutlassLifecycle, MoE
 from ...model_config import ModelConfig
 from .quantization import (FP8QDQFusedMoEMethod, NVFP4CutlassFusedMoEMethod, UnquantizedFusedMoEMethod,
                            W4A16NVFP4CutlassFusedMoEMethod)
 
 
-class CutlassFusedMoE(MoE):
+class CutlassFusedMoE(CutlassLifecycle, MoE):
     @classmethod
     def can_implement(cls, quant_algo, dtype_activation=torch.bfloat16, swiglu_gptoss_style=False):
         from ...._utils import get_sm_version as sm  # G1 reads the SM inside can_implement
@@ -43,35 +43,9 @@ class CutlassFusedMoE(MoE):
             return FP8QDQFusedMoEMethod()
         return UnquantizedFusedMoEMethod()
 
-    def create_weights(self):
-        if self._weights_created:
-            return
-        self.quant_method = self._get_quant_method()
-        self.quant_method.create_weights(self)
-        self._weights_created = True
-
-    def load_weights(self, weights):
-        assert len(weights) == 1
-        self.quant_method.load_weights(self, weights[0], self.weight_loading_mode)
-
-    def post_load_weights(self):
-        self.quant_method.post_load_weights(self)
-
-    def quantize_input(self, x, post_quant_comm=True, **kwargs):
-        self.calls.append("cutlass.quantize_input")
-        if isinstance(self.quant_method, W4A16NVFP4CutlassFusedMoEMethod):
-            return x, None
-        # stands in for fp4_quantize: the activations stay readable, x_sf marks them quantized
-        return x, torch.ones(x.shape[0], self.hidden_size // 16, dtype=torch.uint8)
-
     def run_moe(self, x, token_selected_experts, token_final_scales, x_sf=None, is_sf_swizzled=True,
                 output_dtype=None, tuner_num_tokens=None, tuner_top_k=None, moe_output=None, enable_alltoall=None):
-        self.calls.append("cutlass.run_moe")
-        w4a16 = isinstance(self.quant_method, W4A16NVFP4CutlassFusedMoEMethod)
-        if x_sf is None and not w4a16:
-            raise ValueError("CUTLASS NVFP4 fused_moe needs quantized input (x_sf)")
-        out = cutlass_math(self, x, token_selected_experts, token_final_scales, swizzled=not w4a16)
-        return out.to(output_dtype or x.dtype)
+        return self.fused_moe(x, token_selected_experts, token_final_scales, x_sf, output_dtype)
 
     def forward(self, x, router_logits):
         """The legacy ``forward_chunk`` path, reduced to the calls the adapter overrides."""

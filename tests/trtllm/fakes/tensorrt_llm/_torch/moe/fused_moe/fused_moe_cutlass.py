@@ -2,14 +2,14 @@ import torch
 
 from ....models.modeling_utils import QuantAlgo
 from ... import utils
-from ...fake_moe import MoE, cutlass_math
+from ...fake_moe import CutlassLifecycle, MoE
 from ...model_config import ModelConfig
 from .impl_contract import MoEEligibility, MoERejectReason, MoEStaticCapability, require_comm_plan
 from .interface import _reject
 from .quantization import NVFP4CutlassFusedMoEMethod, UnquantizedFusedMoEMethod, W4A16NVFP4CutlassFusedMoEMethod
 
 
-class CutlassFusedMoE(MoE):
+class CutlassFusedMoE(CutlassLifecycle, MoE):
     capabilities = MoEStaticCapability(supports_moe_lora=True, supports_eplb=True, supports_expert_bias=True)
 
     @classmethod
@@ -43,31 +43,6 @@ class CutlassFusedMoE(MoE):
             return NVFP4CutlassFusedMoEMethod()
         return UnquantizedFusedMoEMethod()
 
-    def create_weights(self):
-        if self._weights_created:
-            return
-        self.quant_method = self._get_quant_method()
-        self.quant_method.create_weights(self)
-        self._weights_created = True
-
-    def load_weights(self, weights):
-        assert len(weights) == 1
-        self.quant_method.load_weights(self, weights[0], self.weight_loading_mode)
-
-    def post_load_weights(self):
-        self.quant_method.post_load_weights(self)
-
-    def quantize_input(self, x, post_quant_comm=True, **kwargs):
-        self.calls.append("cutlass.quantize_input")
-        if isinstance(self.quant_method, W4A16NVFP4CutlassFusedMoEMethod):
-            return x, None
-        return x, torch.ones(x.shape[0], self.hidden_size // 16, dtype=torch.uint8)
-
     def run_moe(self, ctx, *, workspace=None):
-        self.calls.append("cutlass.run_moe")
         require_comm_plan(self, ctx)
-        w4a16 = isinstance(self.quant_method, W4A16NVFP4CutlassFusedMoEMethod)
-        if ctx.x_sf is None and not w4a16:
-            raise ValueError("CUTLASS NVFP4 fused_moe needs quantized input (x_sf)")
-        out = cutlass_math(self, ctx.x, ctx.token_selected_experts, ctx.token_final_scales, swizzled=not w4a16)
-        return out.to(ctx.output_dtype or ctx.x.dtype)
+        return self.fused_moe(ctx.x, ctx.token_selected_experts, ctx.token_final_scales, ctx.x_sf, ctx.output_dtype)
