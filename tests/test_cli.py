@@ -32,10 +32,13 @@ def test_compile_command_reports_sass_per_kernel(tmp_path, capsys):
     assert main(["compile", "--arch", "sm_121a", "--preset", "nemotron-3-nano", "--cache-dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert text.count("quantize") == 4 and "cvt.e2m1x2×8" in text and "compiled" in text
+    assert text.count("decode") == 4 and text.count("OMMA.SF(nvfp4)") == 4 and "HMMA" not in text
     assert main(["compile", "--arch", "sm_121a", "--preset", "nemotron-3-nano", "--cache-dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.count("disk") == 4  # the second run loads every kernel from the cache
+    assert capsys.readouterr().out.count("disk") == 8  # the second run loads every kernel from the cache
     assert main(["compile", "--arch", "sm_90a", "--preset", "nemotron-3-nano", "--cache-dir", str(tmp_path)]) == 0
-    assert "cvt.e2m1x2" not in capsys.readouterr().out  # Hopper converts in software
+    text = capsys.readouterr().out
+    assert "cvt.e2m1x2" not in text and "OMMA" not in text  # Hopper: software FP4, BF16 MMA
+    assert text.count("HMMA") == 4
 
 
 def test_doctor_reports_the_tensorrt_llm_integration(capsys):

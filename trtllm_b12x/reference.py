@@ -66,7 +66,7 @@ def moe_reference(
     """Routed MoE output ``[num_tokens, H]`` in float32.
 
     ``fc2_input_scale`` (W4A4 only) overrides the FC2-activation global scale; by default
-    the bundle's ``fc2_input_scale``, or 1.0 when the bundle has none.
+    :meth:`MoEWeights.fc2_quant_global` (the calibrated scale with headroom, or 1.0).
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not supported; supported: {MODES}")
@@ -83,7 +83,7 @@ def moe_reference(
         if weights.fc1_input_scale is None:
             raise ValueError("mode 'w4a4' needs the bundle's fc1_input_scale (the checkpoint's input_scale)")
         if fc2_input_scale is None:
-            fc2_input_scale = weights.fc2_input_scale if weights.fc2_input_scale is not None else 1.0
+            fc2_input_scale = weights.fc2_quant_global()
         fc2_scale = torch.as_tensor(fc2_input_scale, dtype=torch.float32, device=x.device).expand(num_local)
 
     m = x.shape[0]

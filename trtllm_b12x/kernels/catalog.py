@@ -30,9 +30,20 @@ class KernelSpec:
 
 
 def preset_kernels(shape: MoEShape) -> list[KernelSpec]:
+    from .moe_decode import compile_phase, fused_decode_class, phase_configs
     from .quantize import QuantizeConfig, get_kernel
 
-    specs = []
+    def decode(phase: int, dtype: str):
+        def get(target: Target, cache: KernelCache) -> CompiledKernel:
+            mma = fused_decode_class(target.tier).kernel_cls.mma
+            cfgs = phase_configs(shape.hidden_size, shape.intermediate_size, shape.num_experts,
+                                 shape.default_activation(), shape.top_k, dtype, mma)
+            return compile_phase(cfgs[phase], target, cache=cache)
+
+        return get
+
+    specs = [KernelSpec(f"decode {('FC1+' + shape.activation, 'FC2')[phase]} ({dtype})", decode(phase, dtype))
+             for dtype in ("bfloat16", "float16") for phase in (0, 1)]
     for what, width in (("FC1 input", shape.hidden_size), ("FC2 input", shape.intermediate_size)):
         for layout in ("linear", "swizzled"):
             cfg = QuantizeConfig(width, "bfloat16", layout)

@@ -125,3 +125,30 @@ def mma_m16n8k16(a: list, b: list, c: list, dtype: str, *, loc=None, ip=None) ->
     args = [Uint32(v).ir_value(loc=loc, ip=ip) for v in (*a, *b)] + [Float32(v).ir_value(loc=loc, ip=ip) for v in c]
     res = _asm(_struct(*([T.f32()] * 4)), args, text, "=f,=f,=f,=f,r,r,r,r,r,r,0,1,2,3")
     return [Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4)]
+
+
+# -- SM120/SM121 block-scaled FP4 MMA (sm_120a/sm_121a only) ----------------------------------
+@dsl_user_op
+def f32x2_to_e2m1x2(lo: Float32, hi: Float32, *, loc=None, ip=None) -> Uint32:
+    """Two floats -> two E2M1 codes in the low byte: ``lo`` in the low nibble (RNE, saturating)."""
+    args = [Float32(v).ir_value(loc=loc, ip=ip) for v in (hi, lo)]
+    text = "{ .reg .b8 b; cvt.rn.satfinite.e2m1x2.f32 b, $1, $2; cvt.u32.u8 $0, b; }"
+    return Uint32(_asm(T.i32(), args, text, "=r,f,f"))
+
+
+@dsl_user_op
+def mma_m16n8k64_nvf4(a: list, b: list, c: list, sfa: Uint32, sfb: Uint32, tid_a: int, tid_b: int, *, loc=None,
+                      ip=None) -> list:
+    """``mma.sync.m16n8k64 kind::mxf4nvf4.block_scale.scale_vec::4X`` with UE4M3 scales:
+    4 A words, 2 B words (8 E2M1 each), 4 FP32 accumulators, one scale word per operand whose
+    4 bytes are the 4 blocks of the row (A) or column (B); ``tid_a``/``tid_b`` select which
+    lanes of each quad supply them (:mod:`trtllm_b12x.quantization.mma_emulator`)."""
+    text = (
+        "mma.sync.aligned.kind::mxf4nvf4.block_scale.scale_vec::4X.m16n8k64.row.col.f32.e2m1.e2m1.f32.ue4m3 "
+        f"{{$0,$1,$2,$3}}, {{$4,$5,$6,$7}}, {{$8,$9}}, {{$10,$11,$12,$13}}, $14, {{0, {tid_a}}}, $15, {{0, {tid_b}}};"
+    )
+    args = ([Uint32(v).ir_value(loc=loc, ip=ip) for v in (*a, *b)]
+            + [Float32(v).ir_value(loc=loc, ip=ip) for v in c]
+            + [Uint32(v).ir_value(loc=loc, ip=ip) for v in (sfa, sfb)])
+    res = _asm(_struct(*([T.f32()] * 4)), args, text, "=f,=f,=f,=f,r,r,r,r,r,r,0,1,2,3,r,r")
+    return [Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4)]

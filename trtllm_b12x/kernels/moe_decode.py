@@ -35,7 +35,7 @@ from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, UnsupportedArchError, current_target
 from ..moe import DECODE_MAX_TOKENS
-from ..quantization.fragments import CHUNK_K, FragmentLayout, pack_fragments, round_up
+from ..quantization.fragments import CHUNK_K, K_ALIGN, FragmentLayout, pack_fragments, round_up
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
 from .intrinsics import CODE_SHIFT, EPILOGUE_SCALE, TOKEN_DTYPES, mma_m16n8k16, mul_half2, scale_pair
 
@@ -49,21 +49,24 @@ PREFETCH_CHUNKS = 4  # K chunks per warp whose codes are loaded before the pair 
 MAX_EXPERTS = 1024  # local experts: one presence bit each, one 32-bit word per lane of a warp
 
 
-def split_k(chunks: int) -> tuple[int, int]:
+def split_k(chunks: int, mma: str = "m16n8k16") -> tuple[int, int]:
     """(warps sharing the K loop, chunks per scale load) for ``chunks`` 64-wide K chunks:
     up to 8 warps so each has about ``PREFETCH_CHUNKS`` chunks (all loaded up front; a short
-    compute phase per CTA keeps more CTAs streaming per SM), then the widest scale load."""
+    compute phase per CTA keeps more CTAs streaming per SM), then the widest scale load.
+    The block-scaled MMA's scale word spans two chunks: its warps take chunk pairs."""
+    step = K_ALIGN[mma] // CHUNK_K
+
     def score(w):
         per = chunks // w
         return (max(0, per - PREFETCH_CHUNKS), abs(per - PREFETCH_CHUNKS), -_group(per))
 
-    warps = min((w for w in range(1, 9) if chunks % w == 0), key=score)
+    warps = min((w for w in range(1, 9) if chunks % (w * step) == 0), key=score)
     return warps, _group(chunks // warps)
 
 
-def fragment_layout(rows: int, k: int) -> FragmentLayout:
+def fragment_layout(rows: int, k: int, mma: str = "m16n8k16") -> FragmentLayout:
     """The weight layout the kernel for a ``rows x k`` matrix reads (scale loads sized to its K split)."""
-    return FragmentLayout(rows, k, split_k(k // CHUNK_K)[1])
+    return FragmentLayout(rows, k, split_k(k // CHUNK_K, mma)[1], mma)
 
 
 def _group(per_warp: int) -> int:
@@ -87,13 +90,16 @@ class GemvConfig:
     alpha: float = 1.0
     beta: float = 0.0
     limit: float | None = None
+    mma: str = "m16n8k16"  # the tier's MMA (fragment layout): m16n8k16 (SM90) | m16n8k64 (SM120)
 
     def __post_init__(self):
         if self.phase not in PHASES or self.dtype not in TOKEN_DTYPES or self.activation not in ACTIVATIONS:
             raise ValueError(f"GemvConfig: phase/dtype/activation {self.phase}/{self.dtype}/{self.activation} unsupported")
         if (self.phase == "fc2") != (self.activation == "none"):
             raise ValueError("GemvConfig: FC1 takes swiglu or relu2, FC2 takes 'none'")
-        FragmentLayout(self.rows, self.k, self.group)  # validates the shape
+        if self.k % K_ALIGN.get(self.mma, CHUNK_K):
+            raise ValueError(f"GemvConfig: k={self.k} must be a multiple of {K_ALIGN[self.mma]} for {self.mma}")
+        FragmentLayout(self.rows, self.k, self.group, self.mma)  # validates the shape
         if not 0 < self.experts <= MAX_EXPERTS:
             raise ValueError(f"GemvConfig: {self.experts} local experts; supported: 1..{MAX_EXPERTS}")
         if self.rows % (16 * TILES_PER_UNIT):
@@ -105,28 +111,38 @@ class GemvConfig:
 
     @property
     def warps(self) -> int:
-        return split_k(self.chunks)[0]
+        return split_k(self.chunks, self.mma)[0]
 
     @property
     def group(self) -> int:
-        return split_k(self.chunks)[1]
+        return split_k(self.chunks, self.mma)[1]
 
     @property
     def layout(self) -> FragmentLayout:
-        return fragment_layout(self.rows, self.k)
+        return fragment_layout(self.rows, self.k, self.mma)
 
     @property
     def units(self) -> int:
         return self.rows // (16 * TILES_PER_UNIT)
 
 
+EXPERT_SCALARS = 4  # per local expert, FP32: output multiplier of tile 0, of tile 1, input-quant and output-quant globals
+
+
 class DecodeGemvSm90:
-    """FC1+activation or FC2 of the decode kernel; Hopper operand preparation."""
+    """FC1+activation or FC2 of the decode kernel; Hopper operand preparation.
+
+    Tier variants override the ``# -- tier`` methods only: the token operand, one tile's
+    MMAs for a K chunk, the operand pre-scale, the FC1 output store and their tensor types.
+    """
 
     family = "moe_decode_gemv"
     tier = "sm90"
+    mma = "m16n8k16"
 
     def __init__(self, config: GemvConfig):
+        if config.mma != self.mma:
+            raise ValueError(f"{type(self).__name__}: config is for {config.mma}; this kernel issues {self.mma}")
         self.cfg = config
 
     # -- compile (tensor-free) ----------------------------------------------------------------
@@ -138,12 +154,13 @@ class DecodeGemvSm90:
         return (
             make_fake_compact_tensor(Int32, (p,), assumed_align=4),  # expert id per pair
             make_fake_compact_tensor(Float32, (p,), assumed_align=4),  # router weight per pair
-            make_fake_compact_tensor(Int32, (r, cfg.k // 2), stride_order=(1, 0), assumed_align=16),  # tokens
+            self.token_tensor(r),  # FC1: the tokens; FC2: the intermediate per pair
             make_fake_compact_tensor(Int32, (cfg.experts, lay.code_bytes // 4), stride_order=(1, 0), assumed_align=16),
             make_fake_compact_tensor(Uint8, (cfg.experts, lay.scale_bytes), stride_order=(1, 0), assumed_align=16),
-            make_fake_compact_tensor(Float32, (cfg.experts, TILES_PER_UNIT), stride_order=(1, 0), assumed_align=4),
+            make_fake_compact_tensor(Float32, (cfg.experts, EXPERT_SCALARS), stride_order=(1, 0), assumed_align=16),
             # FC1: the activated intermediate per pair; FC2: FP32 rows per pair
-            make_fake_compact_tensor(Float32 if fc2 else dt, (p, cfg.out_cols), stride_order=(1, 0), assumed_align=16),
+            make_fake_compact_tensor(Float32, (p, cfg.out_cols), stride_order=(1, 0), assumed_align=16) if fc2
+            else self.intermediate_tensor(p),
             # FC2: the layer output and one arrival counter per unit (FC1: unused)
             make_fake_compact_tensor(dt, (m, cfg.out_cols if fc2 else cute.sym_int32()), stride_order=(1, 0),
                                      assumed_align=4),
@@ -216,11 +233,13 @@ class DecodeGemvSm90:
             if cutlass.const_expr(cfg.phase == "fc2"):
                 cute.arch.griddepcontrol_wait()  # FC1's intermediate is complete and visible
             n = sInfo[0]
+            xg = mGlobal[local, 2]  # the token operand's quantization global (block-scaled tiers)
             # first 8 pairs from the prefetched codes; later passes (rare) reload them: a loop
             # over the prefetched registers would hoist their dequantization out of it
-            self.one_pass(mX, mCodes, mScales, mW, mGlobal, mPart, pre, local, unit, warp, lane, sPairs, sRed, 0, n)
+            self.one_pass(mX, xg, mCodes, mScales, mW, mGlobal, mPart, pre, local, unit, warp, lane, sPairs, sRed, 0,
+                          n)
             for base in cutlass.range(PAIRS_PER_PASS, n, PAIRS_PER_PASS):
-                self.one_pass(mX, mCodes, mScales, mW, mGlobal, mPart, None, local, unit, warp, lane, sPairs, sRed,
+                self.one_pass(mX, xg, mCodes, mScales, mW, mGlobal, mPart, None, local, unit, warp, lane, sPairs, sRed,
                               base, n)
             if cutlass.const_expr(cfg.phase == "fc2"):
                 self.arrive(mPart, mOut, mCount, sIds, sInfo, unit, tidx, n)
@@ -255,8 +274,9 @@ class DecodeGemvSm90:
             sInfo[3] = lane * 32 + Int32(cute.arch.clz(cute.arch.brev(w)))
 
     @cute.jit
-    def one_pass(self, mX, mCodes, mScales, mW, mGlobal, mPart, pre, local, unit, warp, lane, sPairs, sRed, base, n):
-        acc = self.mainloop(mX, mCodes, mScales, pre, local, unit, warp, lane, sPairs, base, n)
+    def one_pass(self, mX, xg, mCodes, mScales, mW, mGlobal, mPart, pre, local, unit, warp, lane, sPairs, sRed, base,
+                 n):
+        acc = self.mainloop(mX, xg, mCodes, mScales, pre, local, unit, warp, lane, sPairs, base, n)
         total = self.reduce_warps(acc, warp, lane, sRed)
         if warp == 0:
             self.epilogue(total, mW, mGlobal, mPart, local, unit, lane, sPairs, base, n)
@@ -323,16 +343,14 @@ class DecodeGemvSm90:
         return codes, scales
 
     @cute.jit
-    def mainloop(self, mX, mCodes, mScales, pre, local, unit, warp, lane, sPairs, base, n):
+    def mainloop(self, mX, xg, mCodes, mScales, pre, local, unit, warp, lane, sPairs, base, n):
         """This warp's K slice of the unit's two 16-row tiles times up to 8 pairs."""
         cfg = self.cfg
         per_warp, npre = self._slice()
         if cutlass.const_expr(pre is None):
             npre = 0
         grp = cfg.group
-        t = lane % 4
         row = self.token_row(sPairs[cutlass.min(base + lane // 4, n - 1)])  # padding columns repeat a real row
-        gX = cute.zipped_divide(mX, (1, 8))
         gA = cute.zipped_divide(mCodes, (1, 4))
         gS = cute.zipped_divide(mScales, (1, 2 * grp))
         acc = cute.make_rmem_tensor(cute.make_layout(4 * TILES_PER_UNIT), Float32)
@@ -342,9 +360,7 @@ class DecodeGemvSm90:
         rS = [None] * TILES_PER_UNIT
         for i in cutlass.range_constexpr(per_warp):
             c = warp * per_warp + i
-            src = gX[(None, (row, 4 * c + t))]
-            rX = cute.make_rmem_tensor_like(src)
-            cute.autovec_copy(src, rX)
+            tok = self.token_operand(mX, xg, row, c, lane)
             for j in cutlass.range_constexpr(TILES_PER_UNIT):
                 tile = self.tile_of(unit, j)
                 if cutlass.const_expr(i < npre):
@@ -359,18 +375,44 @@ class DecodeGemvSm90:
                     src = gA[(None, (local, (tile * cfg.chunks + c) * 32 + lane))]
                     rA = cute.make_rmem_tensor_like(src)
                     cute.autovec_copy(src, rA)
-                ci = i % grp
-                sf2 = Uint32(rS[j][2 * ci]) | (Uint32(rS[j][2 * ci + 1]) << Uint32(8))
-                scales = self.scales(sf2)
-                for s in cutlass.range_constexpr(4):
-                    a = self.operands(Uint32(rA[s]), scales)
-                    c4 = mma_m16n8k16(a, [Uint32(rX[2 * s]), Uint32(rX[2 * s + 1])],
-                                      [acc[4 * j + v] for v in range(4)], cfg.dtype)
-                    for v in cutlass.range_constexpr(4):
-                        acc[4 * j + v] = c4[v]
+                self.tile_mma(acc, j, rA, rS[j], i % grp, tok)
         return acc
 
-    # -- tier-specific operand preparation -----------------------------------------------------
+    # -- tier: operands and MMA ----------------------------------------------------------------
+    def token_tensor(self, rows):
+        """Kernel argument of the token operand: FC1 the tokens, FC2 the intermediate
+        (SM90: both as int32 words of bf16/fp16 pairs)."""
+        return make_fake_compact_tensor(Int32, (rows, self.cfg.k // 2), stride_order=(1, 0), assumed_align=16)
+
+    def intermediate_tensor(self, pairs):
+        """FC1's output argument: the activated intermediate per pair, in the token dtype."""
+        return make_fake_compact_tensor(TOKEN_DTYPES[self.cfg.dtype][0], (pairs, self.cfg.out_cols),
+                                        stride_order=(1, 0), assumed_align=16)
+
+    @staticmethod
+    def operand_scale(dtype: str) -> float:
+        """What the epilogue multiplies back (the dequantized weights carry a pre-scale)."""
+        return EPILOGUE_SCALE[dtype]
+
+    @cute.jit
+    def token_operand(self, mX, xg, row, c, lane):
+        """The lane's 16 tokens of chunk ``c`` (K ``[16 t, 16 t + 16)``), 8 words: B of 4 k16 steps."""
+        src = cute.zipped_divide(mX, (1, 8))[(None, (row, 4 * c + lane % 4))]
+        rX = cute.make_rmem_tensor_like(src)
+        cute.autovec_copy(src, rX)
+        return rX
+
+    @cute.jit
+    def tile_mma(self, acc, j, rA, rS, ci, tok):
+        """Tile ``j`` x one K chunk: dequantize the lane's 16 code bytes, 4 MMAs m16n8k16."""
+        scales = self.scales(Uint32(rS[2 * ci]) | (Uint32(rS[2 * ci + 1]) << Uint32(8)))
+        for s in cutlass.range_constexpr(4):
+            a = self.operands(Uint32(rA[s]), scales)
+            c4 = mma_m16n8k16(a, [Uint32(tok[2 * s]), Uint32(tok[2 * s + 1])], [acc[4 * j + v] for v in range(4)],
+                              self.cfg.dtype)
+            for v in cutlass.range_constexpr(4):
+                acc[4 * j + v] = c4[v]
+
     @cute.jit
     def scales(self, sf2):
         return scale_pair(sf2, self.cfg.dtype)
@@ -408,30 +450,38 @@ class DecodeGemvSm90:
 
     @cute.jit
     def epilogue(self, total, mW, mGlobal, mOut, local, unit, lane, sPairs, base, n):
+        """Warp 0: global scales, activation (FC1) or router weight (FC2), then each 16-column
+        output block (lane: rows g, g+8 of pairs 2t, 2t+1 — the accumulator layout) is stored."""
         cfg = self.cfg
-        g = lane // 4
         t = lane % 4
-        pre = Float32(EPILOGUE_SCALE[cfg.dtype])
+        pre = Float32(self.operand_scale(cfg.dtype))
         gs = [mGlobal[local, j] * pre for j in range(TILES_PER_UNIT)]
-        out_t = Float32 if cfg.phase == "fc2" else TOKEN_DTYPES[cfg.dtype][0]
+        pairs = [sPairs[cutlass.min(base + 2 * t + p, n - 1)] for p in range(2)]
+        valid = [base + 2 * t + p < n for p in range(2)]
+        if cutlass.const_expr(cfg.activation == "swiglu"):
+            vals = [self.swiglu(total[v] * gs[0], total[4 + v] * gs[1]) for v in range(4)]
+            self.store_block(mOut, mGlobal, local, unit, vals, pairs, valid, lane)
+        else:
+            for j in cutlass.range_constexpr(TILES_PER_UNIT):
+                vals = []
+                for v in cutlass.range_constexpr(4):
+                    h = total[4 * j + v] * gs[j]
+                    if cutlass.const_expr(cfg.activation == "relu2"):
+                        h = cute.arch.fmax(h, Float32(0.0))
+                        h = h * h
+                    elif cutlass.const_expr(cfg.phase == "fc2"):
+                        h = h * mW[pairs[v % 2]]
+                    vals.append(h)
+                self.store_block(mOut, mGlobal, local, unit * TILES_PER_UNIT + j, vals, pairs, valid, lane)
+
+    @cute.jit
+    def store_block(self, mOut, mGlobal, local, blk, vals, pairs, valid, lane):
+        """Output columns ``[16 blk, 16 blk + 16)``: value ``v`` is row ``g + 8 (v // 2)`` of pair ``v % 2``.
+        FC2 (all tiers) stores FP32; the SM90 FC1 the intermediate in the token dtype."""
+        out_t = Float32 if self.cfg.phase == "fc2" else TOKEN_DTYPES[self.cfg.dtype][0]
         for v in cutlass.range_constexpr(4):
-            col = base + 2 * t + v % 2
-            r16 = g + 8 * (v // 2)
-            if col < n:
-                q = sPairs[col]
-                if cutlass.const_expr(cfg.activation == "swiglu"):
-                    gate = total[v] * gs[0]
-                    up = total[4 + v] * gs[1]
-                    mOut[q, unit * 16 + r16] = out_t(self.swiglu(gate, up))
-                else:
-                    for j in cutlass.range_constexpr(TILES_PER_UNIT):
-                        h = total[4 * j + v] * gs[j]
-                        if cutlass.const_expr(cfg.activation == "relu2"):
-                            h = cute.arch.fmax(h, Float32(0.0))
-                            h = h * h
-                        else:
-                            h = h * mW[q]
-                        mOut[q, (unit * TILES_PER_UNIT + j) * 16 + r16] = out_t(h)
+            if valid[v % 2]:
+                mOut[pairs[v % 2], blk * 16 + lane // 4 + 8 * (v // 2)] = out_t(vals[v])
 
     @cute.jit
     def arrive(self, mPart, mOut, mCount, sIds, sInfo, unit, tidx, n):
@@ -473,6 +523,19 @@ class DecodeGemvSm90:
         return gate * sig * (up + Float32(cfg.beta))
 
 
+def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_k: int, dtype: str = "bfloat16",
+                  mma: str = "m16n8k16", expert_offset: int = 0) -> tuple[GemvConfig, GemvConfig]:
+    """The (FC1, FC2) kernel configs of a layer: FC1 halves and FC2's K padded to ``I_pad``."""
+    i_pad = round_up(intermediate, K_ALIGN[mma])
+    common = dict(dtype=dtype, experts=experts, expert_offset=expert_offset, top_k=top_k,
+                  max_pairs=DECODE_MAX_TOKENS * top_k, mma=mma)
+    fc1 = GemvConfig("fc1", k=hidden, rows=(2 if activation.gated else 1) * i_pad, out_cols=i_pad,
+                     activation=activation.kind, alpha=activation.alpha, beta=activation.beta, limit=activation.limit,
+                     **common)
+    fc2 = GemvConfig("fc2", k=i_pad, rows=hidden, out_cols=hidden, **common)
+    return fc1, fc2
+
+
 # -- host side ---------------------------------------------------------------------------------
 def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
     u = t.view(torch.uint8)
@@ -490,11 +553,12 @@ def _pack(data: torch.Tensor, scale: torch.Tensor, layout: FragmentLayout, exper
 class FusedDecode:
     """The decode kernel bound to one runner's weights: ``fn(x, ids, weights, out)``.
 
-    Weights are repacked once into the fragment layout (FC1 halves padded to ``I_pad``, a
-    multiple of 64, with zero rows: the padded intermediate columns are exactly 0, so FC2
-    can run its K loop over ``I_pad``). Kernels compile (or load from the cache) on first use
-    per (dtype, top_k); the workspace is allocated once per (dtype, top_k) for the largest
-    decode batch, so its address is stable under CUDA-graph capture.
+    Weights are repacked once into the tier's fragment layout (FC1 halves padded to ``I_pad``,
+    a multiple of ``K_ALIGN``, with zero rows: the padded intermediate columns are exactly 0,
+    so FC2 can run its K loop over ``I_pad``). Kernels compile (or load from the cache) on
+    first use per (dtype, top_k); the workspace is allocated once per (dtype, top_k) for the
+    largest decode batch, so its address is stable under CUDA-graph capture. Tier variants
+    override the ``# -- tier`` members.
     """
 
     tier = "sm90"
@@ -502,52 +566,77 @@ class FusedDecode:
 
     def __init__(self, runner, *, cache: KernelCache | None = None, target: Target | None = None):
         w, par, act = runner.weights, runner.parallel, runner.activation
-        if (why := _shape_reason(w)) is not None:
+        if (why := self.shape_reason(w)) is not None:
             raise ValueError(f"fused decode: {why}")
         self.weights, self.parallel, self.activation = w, par, act
         self.target = target or current_target(w.device)
         self.cache = cache or default_cache()
         self.tvm_ffi = have_tvm_ffi()
-        self.i_pad = round_up(w.intermediate_size, CHUNK_K)
+        mma = self.kernel_cls.mma
+        self.i_pad = round_up(w.intermediate_size, K_ALIGN[mma])
         h, inter, halves = w.hidden_size, w.intermediate_size, 2 if w.gated else 1
         data = torch.cat([_pad_rows(w.w13[:, s * inter:(s + 1) * inter], self.i_pad) for s in range(halves)], 1)
         scale = torch.cat([_pad_rows(w.w13_scale[:, s * inter:(s + 1) * inter], self.i_pad) for s in range(halves)], 1)
         self._fc1_rows = halves * self.i_pad
-        self.fc1 = _pack(data, scale.view(torch.float8_e4m3fn), fragment_layout(self._fc1_rows, h))
-        self.fc2 = _pack(w.w2, w.w2_scale, fragment_layout(h, self.i_pad))
-        self.fc1_global = w.w13_global.expand(-1, 2).contiguous() if halves == 1 else w.w13_global.contiguous()
-        self.fc2_global = w.w2_global[:, None].expand(-1, 2).contiguous()
+        self.fc1_layout = fragment_layout(self._fc1_rows, h, mma)
+        self.fc2_layout = fragment_layout(h, self.i_pad, mma)
+        self.fc1 = _pack(data, scale.view(torch.float8_e4m3fn), self.fc1_layout)
+        self.fc2 = _pack(w.w2, w.w2_scale, self.fc2_layout)
+        self.fc1_scalars, self.fc2_scalars = self.expert_scalars(w)
         self._bound: dict = {}
 
-    def configs(self, dtype: str, top_k: int) -> tuple[GemvConfig, GemvConfig]:
-        w, par, act = self.weights, self.parallel, self.activation
-        common = dict(dtype=dtype, experts=w.num_experts, expert_offset=par.expert_offset, top_k=top_k,
-                      max_pairs=DECODE_MAX_TOKENS * top_k)
-        fc1 = GemvConfig("fc1", k=w.hidden_size, rows=self._fc1_rows, out_cols=self.i_pad, activation=act.kind,
-                         alpha=act.alpha, beta=act.beta, limit=act.limit, **common)
-        fc2 = GemvConfig("fc2", k=self.i_pad, rows=w.hidden_size, out_cols=w.hidden_size, **common)
-        return fc1, fc2
+    # -- tier ----------------------------------------------------------------------------------
+    @classmethod
+    def shape_reason(cls, w) -> str | None:
+        """Why this tier cannot take these weights, or None."""
+        align = K_ALIGN[cls.kernel_cls.mma]
+        if w.hidden_size % align:
+            return f"hidden size {w.hidden_size} is not a multiple of {align} (tier {cls.tier})"
+        if w.num_experts > MAX_EXPERTS:
+            return f"{w.num_experts} local experts; supported: up to {MAX_EXPERTS}"
+        return None
 
-    def _compiled(self, cfg, kernel):
-        key = CompileKey(kernel.family, self.target.name, cfg, self.tvm_ffi)
-        return self.cache.get(key, lambda: kernel.compile(self.target, tvm_ffi=self.tvm_ffi))
+    @staticmethod
+    def expert_scalars(w) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[E, EXPERT_SCALARS]`` per phase: the weight globals (W4A16: tokens unscaled)."""
+        one = torch.ones_like(w.w2_global)
+        fc1 = w.w13_global if w.gated else w.w13_global.expand(-1, 2)
+        return (torch.stack([fc1[:, 0], fc1[:, 1], one, one], 1).contiguous(),
+                torch.stack([w.w2_global, w.w2_global, one, one], 1).contiguous())
+
+    def intermediate_bytes(self, pairs: int, dtype: torch.dtype) -> int:
+        return pairs * self.i_pad * dtype.itemsize
+
+    def intermediate_view(self, buf: torch.Tensor, pairs: int, dtype: torch.dtype) -> torch.Tensor:
+        return buf.view(dtype)[: pairs * self.i_pad].view(pairs, self.i_pad)
+
+    def kernel_tokens(self, x: torch.Tensor, inter: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token operands of FC1 and FC2 as the kernels take them."""
+        return x.view(torch.int32), inter.view(torch.int32)
+
+    # -------------------------------------------------------------------------------------------
+    def configs(self, dtype: str, top_k: int) -> tuple[GemvConfig, GemvConfig]:
+        w = self.weights
+        return phase_configs(w.hidden_size, w.intermediate_size, w.num_experts, self.activation, top_k, dtype,
+                             self.kernel_cls.mma, self.parallel.expert_offset)
 
     def compile_all(self, dtype: str, top_k: int) -> list:
         """Compile (or load) both phases for (dtype, top_k) and allocate their workspace, so a
         decode call (perhaps a CUDA-graph warm-up) neither compiles nor allocates."""
         key = (dtype, top_k)
         if key not in self._bound:
-            kernels = [self._compiled(cfg, self.kernel_cls(cfg)) for cfg in self.configs(dtype, top_k)]
+            kernels = [compile_phase(cfg, self.target, cache=self.cache, tvm_ffi=self.tvm_ffi)
+                       for cfg in self.configs(dtype, top_k)]
             tdt = TOKEN_DTYPES[dtype][1]
             ws = torch.zeros(self.workspace_bytes(DECODE_MAX_TOKENS - 1, top_k, tdt), dtype=torch.uint8,
                              device=self.weights.device)
             self._bound[key] = (kernels, ws, {})
         return self._bound[key][0]
 
-    # workspace: [counters (FC2 units, int32) | intermediate (pairs x I_pad, token dtype) | FP32 rows]
+    # workspace: [counters (FC2 units, int32) | intermediate (per pair) | FP32 rows]
     def _sizes(self, pairs: int, dtype: torch.dtype) -> tuple[int, int, int]:
         counters = round_up(4 * self._fc2_units, 256)
-        inter = round_up(pairs * self.i_pad * dtype.itemsize, 256)
+        inter = round_up(self.intermediate_bytes(pairs, dtype), 256)
         return counters, inter, pairs * self.weights.hidden_size * 4
 
     @property
@@ -562,7 +651,7 @@ class FusedDecode:
     def _views(self, ws: torch.Tensor, pairs: int, dtype: torch.dtype):
         nc, ni, npart = self._sizes(pairs, dtype)
         counters = ws[:nc].view(torch.int32)[: self._fc2_units]
-        inter = ws[nc : nc + ni].view(dtype)[: pairs * self.i_pad].view(pairs, self.i_pad)
+        inter = self.intermediate_view(ws[nc : nc + ni], pairs, dtype)
         part = ws[nc + ni : nc + ni + npart].view(torch.float32).view(pairs, -1)
         return counters, inter, part
 
@@ -585,11 +674,31 @@ class FusedDecode:
                                  f"{workspace.dtype} with {workspace.numel()} elements on {workspace.device}")
             counters, inter, part = self._views(workspace, m * top_k, x.dtype)
         flat_ids, flat_w = ids.reshape(-1), weights.reshape(-1)
-        launch(k1, flat_ids, flat_w, x.view(torch.int32), *self.fc1, self.fc1_global, inter, out, counters)
-        launch(k2, flat_ids, flat_w, inter.view(torch.int32), *self.fc2, self.fc2_global, part, out, counters)
+        x1, x2 = self.kernel_tokens(x, inter)
+        launch(k1, flat_ids, flat_w, x1, *self.fc1, self.fc1_scalars, inter, out, counters)
+        launch(k2, flat_ids, flat_w, x2, *self.fc2, self.fc2_scalars, part, out, counters)
 
 
 _DTYPE_NAMES = {tdt: name for name, (_, tdt) in TOKEN_DTYPES.items()}
+
+
+def fused_decode_class(tier: str) -> type[FusedDecode]:
+    """The host class of the decode kernel for a tier (the SM120 variant lives in its own module)."""
+    if tier == "sm120":
+        from .moe_decode_sm120 import FusedDecodeSm120
+
+        return FusedDecodeSm120
+    if tier == FusedDecode.tier:
+        return FusedDecode
+    raise UnsupportedArchError(f"no fused decode kernel for tier {tier}; supported tiers: sm90, sm120")
+
+
+def compile_phase(cfg: GemvConfig, target: Target, *, cache: KernelCache | None = None, tvm_ffi: bool | None = None):
+    """One decode phase compiled for ``target`` with its tier's kernel (or loaded from the cache)."""
+    kernel = fused_decode_class(target.tier).kernel_cls(cfg)
+    tvm_ffi = have_tvm_ffi() if tvm_ffi is None else tvm_ffi
+    key = CompileKey(kernel.family, target.name, cfg, tvm_ffi)
+    return (cache or default_cache()).get(key, lambda: kernel.compile(target, tvm_ffi=tvm_ffi))
 
 
 def device_reason(device: torch.device) -> str | None:
@@ -597,25 +706,16 @@ def device_reason(device: torch.device) -> str | None:
     if device.type != "cuda":
         return f"{device} is not a CUDA device; the fused decode runs on CUDA GPUs"
     try:
-        target = current_target(device)
+        fused_decode_class(current_target(device).tier)
     except UnsupportedArchError as err:
         return str(err)
-    if target.tier != FusedDecode.tier:
-        return f"no W4A16 fused decode kernel for tier {target.tier} (target {target.name}); supported tier: sm90"
-    return None
-
-
-def _shape_reason(w) -> str | None:
-    if w.hidden_size % CHUNK_K:
-        return f"hidden size {w.hidden_size} is not a multiple of {CHUNK_K}"
-    if w.num_experts > MAX_EXPERTS:
-        return f"{w.num_experts} local experts; supported: up to {MAX_EXPERTS}"
     return None
 
 
 def unsupported_reason(runner) -> str | None:
     """Why the fused decode cannot serve this runner here, or None."""
-    return device_reason(runner.weights.device) or _shape_reason(runner.weights)
+    w = runner.weights
+    return device_reason(w.device) or fused_decode_class(current_target(w.device).tier).shape_reason(w)
 
 
 def decode_kernel_factory(runner) -> FusedDecode | None:
@@ -625,4 +725,4 @@ def decode_kernel_factory(runner) -> FusedDecode | None:
     if why is not None:
         log.info("trtllm-b12x: fused decode not used: %s", why)
         return None
-    return FusedDecode(runner)
+    return fused_decode_class(current_target(runner.weights.device).tier)(runner)

@@ -11,6 +11,11 @@ from .nvfp4 import BLOCK, dequantize_nvfp4
 
 # Bytes of one weight element in NVFP4: half a byte of E2M1 plus one E4M3 byte per 16.
 NVFP4_BYTES_PER_ELEMENT = 0.5 + 1.0 / BLOCK
+# W4A4: the FC2 input (the activated intermediate) gets dynamic per-block scales; its global
+# only places them in E4M3's range. A calibrated global puts the calibrated amax at the top
+# of that range, so any block above it would clip; this factor leaves room for blocks up to
+# 16x the calibrated amax and costs nothing for blocks down to ~1/1800 of it (E4M3 normals).
+FC2_INPUT_HEADROOM = 16.0
 
 
 def expert_bytes(hidden: int, intermediate: int, gated: bool) -> float:
@@ -145,6 +150,14 @@ class MoEWeights:
         )
 
     # -- dequantization (float32; for the oracle and fallbacks) ----------------------------
+    def fc2_quant_global(self) -> torch.Tensor:
+        """``[E]`` float32: the global of the W4A4 FC2-input quantization (dequant direction):
+        the calibrated ``fc2_input_scale`` times :data:`FC2_INPUT_HEADROOM`, or 1.0 (block
+        scales then clip above an amax of 2688) when the bundle has none."""
+        if self.fc2_input_scale is None:
+            return torch.ones_like(self.w2_global)
+        return self.fc2_input_scale * FC2_INPUT_HEADROOM
+
     def dequant_w13(self, experts: torch.Tensor | slice = slice(None)) -> torch.Tensor:
         """FC1 weights ``[e, g*I, H]`` float32, each half times its own global scale."""
         w = dequantize_nvfp4(self.w13[experts], self.w13_scale[experts])

@@ -1,4 +1,11 @@
-"""The SM90 decode kernel's weight layout: NVFP4 codes and scales in warp-MMA fragment order.
+"""The decode kernels' weight layouts: NVFP4 codes and scales in warp-MMA fragment order.
+
+Both tiers keep the same containers — per 16-row tile and 64-wide K chunk, 16 code bytes per
+lane (one 16-byte load), and per ``G`` chunks ``2 G`` scale bytes per lane — and differ only
+in which element a byte holds: the operand order of their MMA (``FragmentLayout.mma``).
+
+``m16n8k16`` (SM90, BF16/FP16 MMA on codes dequantized in registers)
+--------------------------------------------------------------------
 
 The decode kernel multiplies weights (MMA operand A, 16 rows per tile) with tokens (operand
 B) using ``mma.sync.m16n8k16``. Inside each 64-wide K chunk the reduction index is permuted
@@ -16,8 +23,29 @@ identically for A and B (a dot product does not care about order), so that lane
   the chunk.
 
 Codes: ``[E, R/16, K/64, 32 lanes, 16 B]``. Scales: ``[E, R/16, K/64/G, 32 lanes, G, 2]``
-(``G`` chunks per lane load, rows ``g`` then ``g + 8``). Rows are padded to a multiple of 16
-and K to a multiple of 64 with zero codes and zero scales (they contribute exactly 0).
+(``G`` chunks per lane load, rows ``g`` then ``g + 8``).
+
+``m16n8k64`` (SM120/SM121, ``mma.sync ... kind::mxf4nvf4.block_scale.scale_vec::4X``) — the MMA layout
+-------------------------------------------------------------------------------------------------------
+
+The block-scaled MMA takes the codes as they are and the E4M3 scales as a second operand, so
+nothing is permuted along K: MMA k ``i`` of chunk ``c`` is ``K = 64 c + i`` and its scale block
+``i // 16`` is the weight's own block ``4 c + i // 16``. The PTX operand order (A: 16 x 64,
+lane ``l = 4 g + t``; scale A: ``scale_vec::4X``, one 32-bit word of 4 UE4M3 per row):
+
+* code word ``r`` (0..3) of the lane, nibble ``n`` (0..7, low nibble first) is row
+  ``16 rt + g + 8 (r % 2)``, ``K = 64 c + 32 (r // 2) + 8 t + n``;
+* scale row ``m`` of a tile is read from lane ``4 (m % 8) + 2 tid + m // 8``, where ``tid``
+  (0/1) is the instruction's ``thread-id-a`` selector; its 4 bytes are the row's 4 blocks of
+  the chunk. Lanes of the other ``tid`` are idle, so two chunks share the 32 lanes: chunk
+  ``c`` is read with ``tid = c % 2``.
+
+Scales: ``[E, R/16, K/64/G, 32 lanes, G/2, 4]`` with ``G`` even — lane ``l``, byte ``4 p + b``
+of its ``2 G``-byte group ``cg`` is the scale of row ``16 rt + l // 4 + 8 (l % 2)``, block
+``4 c + b`` with chunk ``c = G cg + 2 p + (l % 4) // 2``. So K is a multiple of 128.
+
+Rows are padded to a multiple of 16 and K to a multiple of 64 (128 for ``m16n8k64``) with
+zero codes and zero scales: they contribute exactly 0.
 """
 
 from __future__ import annotations
@@ -27,23 +55,33 @@ from dataclasses import dataclass
 import torch
 
 from .codecs import pack_e2m1, unpack_e2m1
+from .layouts import swizzle_128x4, unswizzle_128x4
 
 TILE_ROWS = 16
 CHUNK_K = 64
 LANES = 32
+MMAS = ("m16n8k16", "m16n8k64")
+K_ALIGN = {"m16n8k16": 64, "m16n8k64": 128}  # the scale word of m16n8k64 spans two chunks
 
 
 @dataclass(frozen=True)
 class FragmentLayout:
     rows: int  # padded rows (multiple of 16)
-    k: int  # padded reduction length (multiple of 64)
+    k: int  # padded reduction length (multiple of K_ALIGN[mma])
     group: int = 1  # chunks per scale load
+    mma: str = "m16n8k16"
 
     def __post_init__(self):
-        if self.rows % TILE_ROWS or self.k % CHUNK_K or self.rows <= 0 or self.k <= 0:
-            raise ValueError(f"FragmentLayout: rows={self.rows} must be a multiple of 16, k={self.k} of 64")
-        if self.group not in (1, 2, 4, 8) or self.chunks % self.group:
-            raise ValueError(f"FragmentLayout: group={self.group} must be 1/2/4/8 and divide {self.chunks} chunks")
+        if self.mma not in MMAS:
+            raise ValueError(f"FragmentLayout: mma={self.mma!r} is not supported; supported: {MMAS}")
+        ka = K_ALIGN[self.mma]
+        if self.rows % TILE_ROWS or self.k % ka or self.rows <= 0 or self.k <= 0:
+            raise ValueError(f"FragmentLayout: rows={self.rows} must be a multiple of 16, k={self.k} of {ka} "
+                             f"({self.mma})")
+        groups = (1, 2, 4, 8) if self.mma == "m16n8k16" else (2, 4, 8)
+        if self.group not in groups or self.chunks % self.group:
+            raise ValueError(f"FragmentLayout: group={self.group} must be one of {groups} ({self.mma}) and "
+                             f"divide {self.chunks} chunks")
 
     @property
     def tiles(self) -> int:
@@ -78,23 +116,70 @@ def pack_fragments(data: torch.Tensor, scale: torch.Tensor, layout: FragmentLayo
     if r > lay.rows or 2 * k2 > lay.k or scale.shape != (e, r, k2 * 2 // 16):
         raise ValueError(f"pack_fragments: data {tuple(data.shape)} / scale {tuple(scale.shape)} do not fit {lay}")
     codes = _pad(unpack_e2m1(data), lay.rows, lay.k)  # [E, R, K] one code per element
-    # row = 16 rt + 8 rh + g ; k = 64 c + 16 t + 4 s + 2 h + j
-    u = codes.view(e, lay.tiles, 2, 8, lay.chunks, 4, 4, 2, 2)  # e rt rh g c t s h j
-    u = u.permute(0, 1, 4, 3, 5, 6, 8, 7, 2)  # e rt c g t s j h rh: nibble rh + 2h + 4j
-    packed = pack_e2m1(u.reshape(e, -1))
-    sf = _pad(scale.view(torch.uint8), lay.rows, lay.k // 16)
-    v = sf.view(e, lay.tiles, 2, 8, lay.chunks // lay.group, lay.group, 4)  # e rt rh g cg ci t
-    v = v.permute(0, 1, 4, 3, 6, 5, 2)  # e rt cg g t ci rh
-    return packed.contiguous(), v.reshape(e, -1).contiguous()
+    u = codes.view(e, lay.tiles, *_CODE_SPLIT[lay.mma](lay.chunks)).permute(*_CODE_PERM[lay.mma])
+    return pack_e2m1(u.reshape(e, -1)).contiguous(), pack_scales(scale, lay)
 
 
 def unpack_fragments(codes: torch.Tensor, scales: torch.Tensor, layout: FragmentLayout, rows: int, k: int):
     """Inverse of :func:`pack_fragments` (padding dropped): ``(data, scale)`` as e4m3."""
     lay = layout
     e = codes.shape[0]
-    u = unpack_e2m1(codes).view(e, lay.tiles, lay.chunks, 8, 4, 4, 2, 2, 2)  # e rt c g t s j h rh
-    u = u.permute(0, 1, 8, 3, 2, 4, 5, 7, 6).reshape(e, lay.rows, lay.k)
-    v = scales.view(e, lay.tiles, lay.chunks // lay.group, 8, 4, lay.group, 2)  # e rt cg g t ci rh
-    v = v.permute(0, 1, 6, 3, 2, 5, 4).reshape(e, lay.rows, lay.k // 16)
+    split = _CODE_SPLIT[lay.mma](lay.chunks)
+    perm = _CODE_PERM[lay.mma]
+    u = unpack_e2m1(codes).view(e, lay.tiles, *(split[p - 2] for p in perm[2:]))
+    u = u.permute(0, 1, *(perm.index(i) for i in range(2, len(perm)))).reshape(e, lay.rows, lay.k)
     data = pack_e2m1(u[:, :rows, :k].contiguous())
-    return data, v[:, :rows, : k // 16].contiguous().view(torch.float8_e4m3fn)
+    return data, unpack_scales(scales, lay, rows, k)
+
+
+def pack_scales(scale: torch.Tensor, layout: FragmentLayout) -> torch.Tensor:
+    """Linear block scales ``[E, R, K/16]`` -> ``[E, scale_bytes]`` uint8 in the fragment layout."""
+    lay = layout
+    e = scale.shape[0]
+    sf = _pad(scale.view(torch.uint8), lay.rows, lay.k // 16)
+    v = sf.view(e, lay.tiles, *_SCALE_SPLIT[lay.mma](lay.chunks, lay.group)).permute(*_SCALE_PERM[lay.mma])
+    return v.reshape(e, -1).contiguous()
+
+
+def unpack_scales(scales: torch.Tensor, layout: FragmentLayout, rows: int, k: int) -> torch.Tensor:
+    """Inverse of :func:`pack_scales`: linear ``[E, rows, k/16]`` float8_e4m3fn (padding dropped)."""
+    lay = layout
+    e = scales.shape[0]
+    split = _SCALE_SPLIT[lay.mma](lay.chunks, lay.group)
+    perm = _SCALE_PERM[lay.mma]
+    v = scales.view(e, lay.tiles, *(split[p - 2] for p in perm[2:]))
+    v = v.permute(0, 1, *(perm.index(i) for i in range(2, len(perm)))).reshape(e, lay.rows, lay.k // 16)
+    return v[:, :rows, : k // 16].contiguous().view(torch.float8_e4m3fn)
+
+
+def mma_scales_from_swizzled(sf: torch.Tensor, layout: FragmentLayout, rows: int, k: int) -> torch.Tensor:
+    """128x4-swizzled scales (TensorRT-LLM / CUTLASS) of a ``rows x k`` matrix -> fragment layout."""
+    return pack_scales(unswizzle_128x4(sf, rows, k // 16), layout)
+
+
+def swizzled_from_mma_scales(scales: torch.Tensor, layout: FragmentLayout, rows: int, k: int) -> torch.Tensor:
+    """Inverse of :func:`mma_scales_from_swizzled`."""
+    return swizzle_128x4(unpack_scales(scales, layout, rows, k))
+
+
+# Split of one tile's [16 rows, K] (codes) / [16 rows, K/16] (scales) into named axes, and the
+# permutation that orders them as stored; axis indices count from the expert axis (0) and the
+# tile axis (1). m16n8k16: row = 8 rh + g, k = 64 c + 16 t + 4 s + 2 h + j, nibble rh + 2h + 4j.
+# m16n8k64: row = 8 rh + g, k = 64 c + 32 r2 + 8 t + n, register rh + 2 r2.
+_CODE_SPLIT = {
+    "m16n8k16": lambda chunks: (2, 8, chunks, 4, 4, 2, 2),  # rh g c t s h j
+    "m16n8k64": lambda chunks: (2, 8, chunks, 2, 4, 8),  # rh g c r2 t n
+}
+_CODE_PERM = {
+    "m16n8k16": (0, 1, 4, 3, 5, 6, 8, 7, 2),  # e rt c g t s j h rh
+    "m16n8k64": (0, 1, 4, 3, 6, 5, 2, 7),  # e rt c g t r2 rh n
+}
+# scales: m16n8k16 block = 4 c + t, c = G cg + ci; m16n8k64 block = 4 c + b, c = G cg + 2 p + tid
+_SCALE_SPLIT = {
+    "m16n8k16": lambda chunks, grp: (2, 8, chunks // grp, grp, 4),  # rh g cg ci t
+    "m16n8k64": lambda chunks, grp: (2, 8, chunks // grp, grp // 2, 2, 4),  # rh g cg p tid b
+}
+_SCALE_PERM = {
+    "m16n8k16": (0, 1, 4, 3, 6, 5, 2),  # e rt cg g t ci rh
+    "m16n8k64": (0, 1, 4, 3, 6, 2, 5, 7),  # e rt cg g tid rh p b
+}

@@ -1,0 +1,194 @@
+"""SM120/SM121 tier of the fused MoE decode: W4A4 on the block-scaled FP4 warp MMA.
+
+Everything but the operands is the Hopper kernel of :mod:`.moe_decode` — expert selection,
+pair gathering, weight prefetch, K split over warps, the reduction, the FC2 last-arrival
+sum, the workspace and the launches. This variant replaces:
+
+* the MMA: ``mma.sync.m16n8k64 kind::mxf4nvf4.block_scale.scale_vec::4X`` with UE4M3 scales,
+  one per chunk and tile instead of four m16n8k16; the weight codes go in as loaded (the
+  ``m16n8k64`` fragment layout of :mod:`trtllm_b12x.quantization.fragments`) with their
+  scale word, chunk parity choosing the scale lanes (``thread-id-a``);
+* FC1's token operand: each pair's tokens are quantized to NVFP4 in registers with the
+  expert's FC1 input global ``g1`` — lane ``t`` holds 8 elements of two blocks, the other 8
+  are in lane ``t ^ 1`` (one shuffle for the block amax), and lanes ``t``, ``t ^ 2`` hold the
+  other two blocks (one shuffle assembles the scale word);
+* FC1's output: the epilogue requantizes each 16-column block of the activated intermediate
+  with the expert's FC2 input global ``g2`` from the FP32 accumulators (no BF16 rounding in
+  between; the block's 16 values sit in the 8 lanes of one quad column, three shuffles) and
+  writes one NVFP4 record per pair, ``[I_pad/2 code bytes | I_pad/16 scale bytes]``. The
+  intermediate of one pair is produced by ``I_pad/16`` CTAs and read whole by every FC2
+  CTA, so it passes through global memory (L2) — in NVFP4, 9/32 of the BF16 bytes;
+* FC2's token operand: that record, as loaded.
+
+Global scales: the MMA sees block-scaled codes only; ``alpha1 = w13_global * g1`` and
+``alpha2 = w2_global * g2`` multiply the FP32 accumulators in the epilogues (host-folded
+per expert). ``g1``/``g2`` are dequant-direction globals (ModelOpt ``input_scale``:
+block scale ``= amax / (6 g)``); ``g2`` carries headroom, see
+:data:`trtllm_b12x.quantization.bundle.FC2_INPUT_HEADROOM` and docs/numerics.md.
+"""
+
+from __future__ import annotations
+
+import cutlass
+import cutlass.cute as cute
+import torch
+from cutlass import Float32, Uint8, Uint32
+from cutlass.cute.runtime import make_fake_compact_tensor
+
+from .intrinsics import (
+    TOKEN_DTYPES,
+    e4m3_to_f32,
+    f32_to_e4m3,
+    f32x2_to_e2m1x2,
+    f32x8_to_e2m1x8,
+    mma_m16n8k64_nvf4,
+)
+from .moe_decode import DecodeGemvSm90, FusedDecode
+
+
+def record_bytes(k: int) -> int:
+    """Bytes of one NVFP4 row of ``k`` elements: codes, then the linear block scales."""
+    return k // 2 + k // 16
+
+
+class DecodeGemvSm120(DecodeGemvSm90):
+    """The decode phases with NVFP4 operands on both sides (sm_120a / sm_121a)."""
+
+    tier = "sm120"
+    mma = "m16n8k64"
+
+    # -- tier: operands and MMA ----------------------------------------------------------------
+    def token_tensor(self, rows):
+        cfg = self.cfg
+        if cfg.phase == "fc1":
+            return make_fake_compact_tensor(TOKEN_DTYPES[cfg.dtype][0], (rows, cfg.k), stride_order=(1, 0),
+                                            assumed_align=16)
+        return make_fake_compact_tensor(Uint8, (rows, record_bytes(cfg.k)), stride_order=(1, 0), assumed_align=8)
+
+    def intermediate_tensor(self, pairs):
+        return make_fake_compact_tensor(Uint8, (pairs, record_bytes(self.cfg.out_cols)), stride_order=(1, 0),
+                                        assumed_align=8)
+
+    @staticmethod
+    def operand_scale(dtype: str) -> float:
+        return 1.0  # block-scaled operands carry their true scale
+
+    @cute.jit
+    def token_operand(self, mX, xg, row, c, lane):
+        """``[b0, b1, scale word]``: K ``[8 t, 8 t + 8)`` and ``[32 + 8 t, 32 + 8 t + 8)`` of chunk ``c``."""
+        if cutlass.const_expr(self.cfg.phase == "fc1"):
+            return self.quantize_tokens(mX, xg, row, c, lane)
+        t = lane % 4
+        gX = cute.zipped_divide(mX, (1, 4))
+        words = []
+        for idx in (8 * c + t, 8 * c + 4 + t, self.cfg.k // 8 + c):  # code words, then the chunk's 4 scales
+            src = cute.recast_tensor(gX[(None, (row, idx))], Uint32)
+            r = cute.make_rmem_tensor_like(src)
+            cute.autovec_copy(src, r)
+            words.append(Uint32(r[0]))
+        return words
+
+    @cute.jit
+    def quantize_tokens(self, mX, xg, row, c, lane):
+        """The recipe of :mod:`trtllm_b12x.quantization.nvfp4`, bit for bit, on the lane's 16 tokens."""
+        t = lane % 4
+        gX = cute.zipped_divide(mX, (1, 8))
+        regs = []
+        sf = Uint32(0)
+        for h in cutlass.range_constexpr(2):
+            src = gX[(None, (row, 8 * c + 4 * h + t))]
+            r = cute.make_rmem_tensor_like(src)
+            cute.autovec_copy(src, r)
+            v = r.load().to(Float32)
+            amax = Float32(0.0)
+            for i in cutlass.range_constexpr(8):
+                amax = cute.arch.fmax(amax, cute.math.abs(v[i]))
+            amax = cute.arch.fmax(amax, cute.arch.shuffle_sync_bfly(amax, 1))  # the block's other half: lane t ^ 1
+            sbyte = f32_to_e4m3(amax / (xg * Float32(6.0)))
+            s = e4m3_to_f32(sbyte)
+            word = Uint32(0)  # a zero-scale block is all +0 codes
+            if s > Float32(0.0):
+                rcp = Float32(1.0) / (s * xg)
+                word = f32x8_to_e2m1x8(*[v[i] * rcp for i in range(8)])
+            regs.append(word)
+            sf = sf | (sbyte << Uint32(16 * h + 8 * (t // 2)))  # block 2h + t//2 of the chunk
+        sf = sf | Uint32(cute.arch.shuffle_sync_bfly(sf, 2))  # lanes t, t ^ 2 hold the other two blocks
+        return [regs[0], regs[1], sf]
+
+    @cute.jit
+    def tile_mma(self, acc, j, rA, rS, ci, tok):
+        """Tile ``j`` x one K chunk: one block-scaled MMA; the scale word serves a chunk pair."""
+        p = 4 * (ci // 2)
+        sfa = (Uint32(rS[p]) | (Uint32(rS[p + 1]) << Uint32(8)) | (Uint32(rS[p + 2]) << Uint32(16))
+               | (Uint32(rS[p + 3]) << Uint32(24)))
+        c4 = mma_m16n8k64_nvf4([Uint32(rA[r]) for r in range(4)], [tok[0], tok[1]],
+                               [acc[4 * j + v] for v in range(4)], sfa, tok[2], ci % 2, 0)
+        for v in cutlass.range_constexpr(4):
+            acc[4 * j + v] = c4[v]
+
+    @cute.jit
+    def store_block(self, mOut, mGlobal, local, blk, vals, pairs, valid, lane):
+        """FC1: requantize the block (per pair: 16 values in the 8 lanes ``4 g + t``) into the record."""
+        if cutlass.const_expr(self.cfg.phase == "fc2"):
+            DecodeGemvSm90.store_block(self, mOut, mGlobal, local, blk, vals, pairs, valid, lane)
+        else:
+            g2 = mGlobal[local, 3]
+            g = lane // 4
+            gC = cute.zipped_divide(mOut, (1, 8))
+            for pp in cutlass.range_constexpr(2):
+                lo, hi = vals[pp], vals[2 + pp]  # rows g and g + 8 of pair 2t + pp
+                amax = cute.arch.fmax(cute.math.abs(lo), cute.math.abs(hi))
+                for d in cutlass.range_constexpr(3):
+                    amax = cute.arch.fmax(amax, cute.arch.shuffle_sync_bfly(amax, 4 << d))
+                sbyte = f32_to_e4m3(amax / (g2 * Float32(6.0)))
+                s = e4m3_to_f32(sbyte)
+                b = Uint32(0)
+                if s > Float32(0.0):
+                    rcp = Float32(1.0) / (s * g2)
+                    b = f32x2_to_e2m1x2(lo * rcp, hi * rcp)
+                w0 = (b & Uint32(0xF)) << Uint32(4 * g)  # K 16 blk + g
+                w1 = ((b >> Uint32(4)) & Uint32(0xF)) << Uint32(4 * g)  # K 16 blk + 8 + g
+                for d in cutlass.range_constexpr(3):
+                    w0 = w0 | Uint32(cute.arch.shuffle_sync_bfly(w0, 4 << d))
+                    w1 = w1 | Uint32(cute.arch.shuffle_sync_bfly(w1, 4 << d))
+                if g == 0 and valid[pp]:
+                    dst = cute.recast_tensor(gC[(None, (pairs[pp], blk))], Uint32)
+                    rC = cute.make_rmem_tensor_like(dst)
+                    rC[0] = w0
+                    rC[1] = w1
+                    cute.autovec_copy(rC, dst)
+                    mOut[pairs[pp], self.cfg.out_cols // 2 + blk] = Uint8(sbyte)
+
+
+class FusedDecodeSm120(FusedDecode):
+    """Host side of the SM120 tier: MMA-layout weights, per-expert alphas, NVFP4 intermediate."""
+
+    tier = "sm120"
+    kernel_cls = DecodeGemvSm120
+
+    @classmethod
+    def shape_reason(cls, w) -> str | None:
+        if w.fc1_input_scale is None:
+            return "W4A4 decode needs the FC1 input scale (the checkpoint's input_scale); the bundle has none"
+        return super().shape_reason(w)
+
+    @staticmethod
+    def expert_scalars(w) -> tuple[torch.Tensor, torch.Tensor]:
+        """FC1: ``w13_global * g1`` per half, ``g1``, ``g2``; FC2: ``w2_global * g2``, with
+        ``g2 = w.fc2_quant_global()`` (as the oracle)."""
+        one = torch.ones_like(w.w2_global)
+        g1 = w.fc1_input_scale.float()
+        g2 = w.fc2_quant_global().float()
+        fc1 = w.w13_global if w.gated else w.w13_global.expand(-1, 2)
+        return (torch.stack([fc1[:, 0] * g1, fc1[:, 1] * g1, g1, g2], 1).contiguous(),
+                torch.stack([w.w2_global * g2, w.w2_global * g2, one, one], 1).contiguous())
+
+    def intermediate_bytes(self, pairs: int, dtype: torch.dtype) -> int:
+        return pairs * record_bytes(self.i_pad)
+
+    def intermediate_view(self, buf: torch.Tensor, pairs: int, dtype: torch.dtype) -> torch.Tensor:
+        rb = record_bytes(self.i_pad)
+        return buf[: pairs * rb].view(pairs, rb)
+
+    def kernel_tokens(self, x: torch.Tensor, inter: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, inter
