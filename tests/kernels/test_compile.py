@@ -6,6 +6,7 @@ from trtllm_b12x.arch import TARGETS, UnsupportedArchError, get_target
 from trtllm_b12x.kernels.cache import KernelCache
 from trtllm_b12x.kernels.quantize import QuantizeConfig, get_kernel
 from trtllm_b12x.kernels.sass import analyze_cubin
+from trtllm_b12x.models import PRESETS
 
 pytestmark = pytest.mark.compile
 
@@ -57,29 +58,50 @@ def test_read_ceiling_streams_16_byte_vectors(cache, arch):
     assert sass.spills == 0
 
 
+def _decode_sass(cache, name, phase, arch, dtype="bfloat16"):
+    from trtllm_b12x.kernels.moe_decode import compile_phase, fused_decode_class, phase_configs
+    from trtllm_b12x.models import PRESETS
+
+    s = PRESETS[name]
+    target = get_target(arch)
+    mma = fused_decode_class(target.tier).kernel_cls.mma
+    cfg = phase_configs(s.hidden_size, s.intermediate_size, s.num_experts, s.default_activation(), s.top_k, dtype,
+                        mma)[("fc1", "fc2").index(phase)]
+    ck = compile_phase(cfg, target, cache=cache, tvm_ffi=True)
+    return cfg, analyze_cubin(ck.cubin), target
+
+
 @pytest.mark.parametrize("name", ["qwen3-30b-a3b", "nemotron-3-super"])
 @pytest.mark.parametrize("phase", ["fc1", "fc2"])
 def test_decode_kernel_sass(cache, name, phase):
     """The SM90 decode phases: tensor-core MMA from 16-byte code loads, no spills."""
-    from trtllm_b12x.kernels.cache import CompileKey
-    from trtllm_b12x.kernels.moe_decode import DecodeGemvSm90, GemvConfig
-    from trtllm_b12x.models import PRESETS
-
-    s = PRESETS[name]
-    i_pad = -(-s.intermediate_size // 64) * 64
-    common = dict(dtype="bfloat16", experts=s.num_experts, expert_offset=0, top_k=s.top_k, max_pairs=64 * s.top_k)
-    if phase == "fc1":
-        cfg = GemvConfig("fc1", k=s.hidden_size, rows=(2 if s.gated else 1) * i_pad, out_cols=i_pad,
-                         activation=s.activation, **common)
-    else:
-        cfg = GemvConfig("fc2", k=i_pad, rows=s.hidden_size, out_cols=s.hidden_size, **common)
-    k = DecodeGemvSm90(cfg)
-    target = get_target("sm_90a")
-    ck = cache.get(CompileKey(k.family, target.name, cfg, True), lambda: k.compile(target, tvm_ffi=True))
-    sass = analyze_cubin(ck.cubin)
+    cfg, sass, _ = _decode_sass(cache, name, phase, "sm_90a")
     per_warp = cfg.chunks // cfg.warps
     # two 16-row tiles x 4 K steps per chunk, once for the prefetched first pass, once for later passes
     assert sass.count("HMMA.16816.F32.BF16") == 2 * 2 * 4 * per_warp
     assert sass.count("LDG.E.128") >= 2 * 2 * per_warp  # codes, and the tokens' 32 bytes, per chunk and pass
     assert sass.spills == 0 and sass.resources.local_bytes == 0
     assert sass.resources.registers <= 128
+
+
+SM120_DECODE = [(name, phase, arch, "bfloat16") for name in sorted(PRESETS) for phase in ("fc1", "fc2")
+                for arch in ("sm_120a", "sm_121a")]
+SM120_DECODE += [("qwen3-30b-a3b", phase, "sm_120a", "float16") for phase in ("fc1", "fc2")]
+
+
+@pytest.mark.parametrize("name, phase, arch, dtype", SM120_DECODE)
+def test_sm120_decode_kernel_sass(cache, name, phase, arch, dtype):
+    """Every SM120 decode variant: the block-scaled FP4 MMA (one per tile and chunk, for the
+    prefetched first pass and for later passes), no BF16 MMA, hardware FP4 conversions for
+    the in-kernel quantization (FC1), no spills, within the part's registers and shared memory."""
+    cfg, sass, target = _decode_sass(cache, name, phase, arch, dtype)
+    per_warp = cfg.chunks // cfg.warps
+    assert sass.count("OMMA.SF.16864.F32.E2M1.E2M1.UE4M3.4X") == 2 * 2 * per_warp
+    assert sass.count("HMMA") == 0
+    if phase == "fc1":  # tokens: 2 x 4 cvt per chunk and pass; the requantized intermediate: more
+        assert sass.count("F2FP.SATFINITE.E2M1.F32.PACK_AB_MERGE_C") >= 2 * 2 * 4 * per_warp
+    else:  # FC2 consumes the NVFP4 intermediate as stored
+        assert sass.count("F2FP.SATFINITE.E2M1.F32.PACK_AB_MERGE_C") == 0
+    assert sass.spills == 0 and sass.resources.local_bytes == 0
+    assert sass.resources.registers <= 128
+    assert sass.resources.shared_bytes <= target.smem_per_block

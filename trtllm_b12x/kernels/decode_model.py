@@ -39,27 +39,28 @@ def _gemv(codes, scales, layout, e, data, scale) -> torch.Tensor:
 
 
 def decode_sm120_model(fused, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor) -> torch.Tensor:
-    """The SM120 decode output ``[m, H]`` in FP32 (the kernel then rounds to ``x.dtype``)."""
+    """The SM120 decode output ``[m, H]`` in FP32 (the kernel then rounds to ``x.dtype``), on
+    the device of ``x`` and of ``fused``'s tensors."""
     if fused.kernel_cls.mma != "m16n8k64":
         raise ValueError(f"decode_sm120_model: {type(fused).__name__} is not the block-scaled (SM120) tier")
     w, act, i_pad = fused.weights, fused.activation, fused.i_pad
     m, top_k = topk_ids.shape
     ids = topk_ids.reshape(-1).long() - fused.parallel.expert_offset
     rw = topk_weights.reshape(-1).float()
-    part = torch.zeros(m * top_k, w.hidden_size, dtype=torch.float32)
+    part = torch.zeros(m * top_k, w.hidden_size, dtype=torch.float32, device=x.device)
     for e in sorted(set(ids[(ids >= 0) & (ids < w.num_experts)].tolist())):
         q = (ids == e).nonzero().flatten()  # routing order
         a1, a2, g1, g2 = fused.fc1_scalars[e].tolist()
-        xd, xs = quantize_nvfp4(x[q // top_k].float(), torch.tensor(g1))
+        xd, xs = quantize_nvfp4(x[q // top_k].float(), g1)
         h = _gemv(*fused.fc1, fused.fc1_layout, e, xd, xs)
         if act.gated:
-            h = torch.cat([h[:, :i_pad] * torch.tensor(a1), h[:, i_pad:] * torch.tensor(a2)], 1)
+            h = torch.cat([h[:, :i_pad] * a1, h[:, i_pad:] * a2], 1)  # FP32 x FP32 scalar
         else:
-            h = h * torch.tensor(a1)
-        rd, rs = quantize_nvfp4(act(h), torch.tensor(g2))  # the FC2 input record
+            h = h * a1
+        rd, rs = quantize_nvfp4(act(h), g2)  # the FC2 input record
         alpha2 = fused.fc2_scalars[e, 0].float()
         part[q] = _gemv(*fused.fc2, fused.fc2_layout, e, rd, rs) * alpha2 * rw[q, None]
-    out = torch.zeros(m, w.hidden_size, dtype=torch.float32)
+    out = torch.zeros(m, w.hidden_size, dtype=torch.float32, device=x.device)
     for k in range(top_k):  # slot order, as the FC2 last-arrival sum
         out += part[k::top_k]
     return out

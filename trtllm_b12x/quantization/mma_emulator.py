@@ -16,7 +16,7 @@ Operand fragments, as the PTX ISA defines them (lane ``l = 4 g + t``, element ``
 
 Everything here is exact integer arithmetic: an E2M1 value is a multiple of 1/2 and an E4M3
 value a multiple of 2^-9, so each product is an integer multiple of :data:`UNIT` = 2^-20 and
-a sum over any K of interest fits an int64. A layout bug therefore shows as a mismatch,
+a sum over any K of interest fits an int64. Runs on the CPU or on the tensors' GPU. A layout bug therefore shows as a mismatch,
 never as a rounding difference.
 """
 
@@ -106,7 +106,8 @@ def mma_m16n8k64(a: torch.Tensor, b: torch.Tensor, sfa: torch.Tensor, sfb: torch
         raise ValueError(f"thread-id-a={tid_a} must be 0/1 and thread-id-b={tid_b} 0..3 (scale_vec::4X)")
     av = e2m1_units(a_matrix(a)) * e4m3_units(sfa_matrix(sfa, tid_a)).repeat_interleave(16, -1)
     bv = e2m1_units(b_matrix(b)) * e4m3_units(sfb_matrix(sfb, tid_b)).repeat_interleave(16, -2)
-    d = torch.einsum("...mk,...kn->...mn", av, bv)  # int64: exact
+    # float64 is exact here (|product| < 2^43 units, 64 of them < 2^49) and has a GPU matmul
+    d = torch.einsum("...mk,...kn->...mn", av.double(), bv.double()).long()
     g, t = _lane_grid(a.device)
     v = torch.arange(4, device=a.device)
     rows = g[:, None] + 8 * (v[None, :] // 2)
@@ -129,11 +130,11 @@ def _words(b: torch.Tensor) -> torch.Tensor:
     return v[..., 0] | (v[..., 1] << 8) | (v[..., 2] << 16) | (v[..., 3] << 24)
 
 
-def token_registers(data: torch.Tensor, scale: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """B and scale-B registers of chunk ``chunk`` for up to 8 NVFP4 rows (linear layout:
-    ``data [P, K/2]`` uint8, ``scale [P, K/16]`` uint8): lane ``4 g + t`` loads row ``g``'s code
-    bytes ``[32 c + 4 t, +4)`` and ``[32 c + 16 + 4 t, +4)``, and every lane of the quad the
-    row's 4 scale bytes of the chunk (read with ``thread-id-b = 0``)."""
+def token_registers(data: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """B and scale-B registers of every 64-wide chunk for up to 8 NVFP4 rows (linear layout:
+    ``data [P, K/2]`` uint8, ``scale [P, K/16]`` uint8), ``[chunks, 32, 2]`` and ``[chunks, 32]``:
+    lane ``4 g + t`` loads row ``g``'s code bytes ``[32 c + 4 t, +4)`` and ``[32 c + 16 + 4 t, +4)``,
+    and every lane of the quad the row's 4 scale bytes of the chunk (read with ``thread-id-b = 0``)."""
     p = data.shape[0]
     if p > 8:
         raise ValueError(f"token_registers: {p} rows; one MMA takes at most 8")
@@ -141,26 +142,31 @@ def token_registers(data: torch.Tensor, scale: torch.Tensor, chunk: int) -> tupl
     s = torch.zeros(8, scale.shape[1], dtype=torch.uint8, device=data.device)
     d[:p], s[:p] = data.view(torch.uint8), scale.view(torch.uint8)
     g, t = _lane_grid(data.device)
-    words = _words(d[:, 32 * chunk: 32 * chunk + 32])  # [8 rows, 8 words]
-    b = torch.stack([words[g, t], words[g, 4 + t]], -1)
-    sfb = _words(s[:, 4 * chunk: 4 * chunk + 4])[:, 0][g]
+    words = _words(d).view(8, -1, 8)  # [row, chunk, word]
+    b = torch.stack([words[g, :, t], words[g, :, 4 + t]], -1).transpose(0, 1)  # [chunk, lane, 2]
+    sfb = _words(s)[g].t()  # [chunk, lane]
     return b, sfb
 
 
-def fragment_gemv(codes: torch.Tensor, scales: torch.Tensor, layout, data: torch.Tensor,
-                  scale: torch.Tensor) -> torch.Tensor:
+def fragment_gemv(codes: torch.Tensor, scales: torch.Tensor, layout, data: torch.Tensor, scale: torch.Tensor,
+                  *, chunk_batch: int = 8) -> torch.Tensor:
     """One expert's weights in the ``m16n8k64`` fragment layout (``codes [code_bytes]``,
-    ``scales [scale_bytes]`` uint8) times up to 8 NVFP4 token rows, chunk by chunk and lane by
-    lane as the SM120 decode kernel issues its MMAs: ``[rows, P]`` in units of :data:`UNIT`."""
+    ``scales [scale_bytes]`` uint8) times up to 8 NVFP4 token rows, with the registers each
+    lane holds in the SM120 decode kernel — chunk ``c`` reads its scale word with
+    ``thread-id-a = c % 2`` — as ``[rows, P]`` in units of :data:`UNIT`."""
     lay = layout
     if lay.mma != "m16n8k64":
         raise ValueError(f"fragment_gemv: layout {lay.mma} is not the block-scaled MMA layout (m16n8k64)")
-    a = _words(codes.view(torch.uint8).reshape(lay.tiles, lay.chunks, 32, 16))  # [tiles, chunks, lane, 4]
+    a = _words(codes.view(torch.uint8).reshape(lay.tiles, lay.chunks, 32, 16))  # [tiles, chunk, lane, 4]
     sw = _words(scales.view(torch.uint8).reshape(lay.tiles, lay.chunks // lay.group, 32, 2 * lay.group))
+    c = torch.arange(lay.chunks, device=codes.device)
+    sfa = torch.stack([sw[:, i // lay.group, :, (i % lay.group) // 2] for i in range(lay.chunks)], 1)  # [tiles, chunk, lane]
+    b, sfb = token_registers(data, scale)
     acc = torch.zeros(lay.tiles, 32, 4, dtype=torch.int64, device=codes.device)
-    for c in range(lay.chunks):
-        b, sfb = token_registers(data, scale, c)
-        sfa = sw[:, c // lay.group, :, (c % lay.group) // 2]  # [tiles, lane]
-        acc += mma_m16n8k64(a[:, c], b.expand(lay.tiles, 32, 2), sfa, sfb.expand(lay.tiles, 32), tid_a=c % 2,
-                            tid_b=0)
+    for tid in (0, 1):
+        for lo in range(tid, lay.chunks, 2 * chunk_batch):
+            sel = c[lo: lo + 2 * chunk_batch: 2]
+            n = sel.numel()
+            acc += mma_m16n8k64(a[:, sel], b[sel].expand(lay.tiles, n, 32, 2), sfa[:, sel],
+                                sfb[sel].expand(lay.tiles, n, 32), tid_a=tid, tid_b=0).sum(1)
     return d_matrix(acc).reshape(lay.rows, 8)[:, : data.shape[0]]

@@ -1,0 +1,138 @@
+"""The SM120 tier's layouts and dataflow, checked on the CPU.
+
+1. Lane by lane, the emulated block-scaled MMAs over the weights exactly as the SM120 kernel
+   holds them (``FusedDecodeSm120``: MMA layout, padded halves) equal the exact dense product
+   of the checkpoint tensors, for every preset's FC1 and FC2 shapes — bit for bit.
+2. A permuted scale (or code) layout fails that comparison.
+3. The host model of the kernel's dataflow (token quantization, epilogue, requantized NVFP4
+   intermediate, FC2, slot-ordered sum) reproduces ``reference.py`` in W4A4 mode.
+"""
+
+import pytest
+import torch
+
+from trtllm_b12x.activation import Activation
+from trtllm_b12x.arch import get_target
+from trtllm_b12x.models import PRESETS, MoEShape, make_hidden_states, make_moe_weights, make_routing
+from trtllm_b12x.moe import MoERunner
+from trtllm_b12x.quantization.codecs import unpack_e2m1
+from trtllm_b12x.quantization.mma_emulator import e2m1_units, e4m3_units, fragment_gemv
+from trtllm_b12x.quantization.nvfp4 import quantize_nvfp4
+from trtllm_b12x.reference import moe_reference, relative_error
+
+pytest.importorskip("cutlass", reason="nvidia-cutlass-dsl is not installed")
+
+W4A4_BOUND = 1.5e-2  # as the SM120 GPU tests: see tests/kernels/test_moe_decode_gpu.py
+ODD = MoEShape("odd-gated-384", 384, 80, 7, 3, "swiglu", "-")
+
+
+def _fused(shape, experts, seed=0, act=None, **runner_kw):
+    from trtllm_b12x.kernels.moe_decode_sm120 import FusedDecodeSm120
+
+    w = make_moe_weights(shape, seed=seed, num_experts=experts)
+    runner = MoERunner(w, act or shape.default_activation(), **runner_kw)
+    return FusedDecodeSm120(runner, target=get_target("sm_120a"))
+
+
+def _dense(data, scale):
+    """Exact integer values (units of 2^-10) of an NVFP4 matrix."""
+    return e2m1_units(unpack_e2m1(data)) * e4m3_units(scale.view(torch.uint8)).repeat_interleave(16, -1)
+
+
+def _tokens(p, k, seed):
+    x = torch.randn(p, k, generator=torch.Generator().manual_seed(seed))
+    return quantize_nvfp4(x, 0.003)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_emulated_mma_is_the_exact_product(name):
+    shape = PRESETS[name]
+    f = _fused(shape, 1)
+    w, inter, i_pad = f.weights, shape.intermediate_size, f.i_pad
+    # FC1: every row of both (padded) halves, 5 tokens
+    xd, xs = _tokens(5, shape.hidden_size, 1)
+    got = fragment_gemv(f.fc1[0][0].view(torch.uint8), f.fc1[1][0], f.fc1_layout, xd, xs)
+    want = _dense(w.w13[0], w.w13_scale[0]) @ _dense(xd, xs).t()
+    halves = 2 if shape.gated else 1
+    for h in range(halves):
+        assert torch.equal(got[h * i_pad:h * i_pad + inter], want[h * inter:(h + 1) * inter])
+        assert not got[h * i_pad + inter:(h + 1) * i_pad].any()  # padded rows are exactly zero
+    # FC2 over the padded intermediate (its padding columns are zero codes and scales)
+    ad, as_ = _tokens(8, i_pad, 2)
+    got = fragment_gemv(f.fc2[0][0].view(torch.uint8), f.fc2[1][0], f.fc2_layout, ad, as_)
+    want = _dense(w.w2[0], w.w2_scale[0]) @ _dense(ad, as_)[:, :inter].t()
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("permute", ["thread-id halves", "rows g and g+8", "scale bytes", "code registers"])
+def test_a_permuted_layout_fails(permute):
+    f = _fused(PRESETS["qwen3-30b-a3b"], 1)
+    lay = f.fc2_layout
+    codes, scales = f.fc2[0][0].view(torch.uint8), f.fc2[1][0]
+    xd, xs = _tokens(8, lay.k, 3)
+    right = fragment_gemv(codes, scales, lay, xd, xs)
+    g = lay.group
+    sv = scales.view(lay.tiles, lay.chunks // g, 8, 2, 2, g // 2, 4)  # rt cg g tid rh p b
+    if permute == "thread-id halves":
+        scales = sv.flip(3).reshape(-1)
+    elif permute == "rows g and g+8":
+        scales = sv.flip(4).reshape(-1)
+    elif permute == "scale bytes":
+        scales = sv.flip(6).reshape(-1)
+    else:
+        codes = codes.view(lay.tiles, lay.chunks, 32, 4, 4).flip(3).reshape(-1)
+    wrong = fragment_gemv(codes.contiguous(), scales.contiguous(), lay, xd, xs)
+    assert not torch.equal(wrong, right)
+    assert relative_error(wrong.double(), right.double()) > 0.1
+
+
+# fewer experts on the largest layers keep the suite fast; routing still spreads over them
+CASES = [(n, 4 if s.hidden_size * s.intermediate_size > 4e6 else 8) for n, s in sorted(PRESETS.items())]
+CASES += [("odd-gated-384", 7)]
+
+
+@pytest.mark.parametrize("name, experts", CASES)
+def test_host_model_reproduces_the_w4a4_oracle(name, experts):
+    from trtllm_b12x.kernels.decode_model import decode_sm120_model
+
+    shape = PRESETS.get(name, ODD)
+    f = _fused(shape, experts, seed=4)
+    for m, skew in ((1, 0.0), (13, 2.0)):
+        x = make_hidden_states(m, shape, seed=m)
+        ids, w = make_routing(m, experts, min(shape.top_k, experts), seed=m, skew=skew)
+        out = decode_sm120_model(f, x, ids, w)
+        ref = moe_reference(x, ids, w, f.weights, f.activation, mode="w4a4")
+        assert relative_error(out, ref) <= W4A4_BOUND
+        assert relative_error(out, moe_reference(x, ids, w, f.weights, f.activation)) > 3 * W4A4_BOUND  # W4A4 is not W4A16
+
+
+def test_host_model_with_expert_parallel_and_swiglu_parameters():
+    from trtllm_b12x.kernels.decode_model import decode_sm120_model
+    from trtllm_b12x.kernels.moe_decode_sm120 import FusedDecodeSm120
+
+    shape = PRESETS["qwen3-30b-a3b"]
+    full = make_moe_weights(shape, seed=6, num_experts=8)
+    act = Activation("swiglu", alpha=1.702, beta=1.0, limit=0.5)
+    m = 9
+    x = make_hidden_states(m, shape, seed=2)
+    ids, w = make_routing(m, 8, shape.top_k, seed=2)
+    total = torch.zeros(m, shape.hidden_size)
+    for rank in range(2):
+        r = MoERunner.shard(full, act, ep_size=2, ep_rank=rank)
+        f = FusedDecodeSm120(r, target=get_target("sm_121a"))
+        out = decode_sm120_model(f, x, ids, w)
+        ref = moe_reference(x, ids, w, r.weights, act, mode="w4a4", local_expert_offset=r.parallel.expert_offset)
+        assert relative_error(out, ref) <= W4A4_BOUND
+        total += out
+    assert relative_error(total, moe_reference(x, ids, w, full, act, mode="w4a4")) <= W4A4_BOUND
+
+
+def test_sm120_tier_rejects_what_it_cannot_take():
+    from trtllm_b12x.kernels.moe_decode_sm120 import FusedDecodeSm120
+
+    shape = MoEShape("h192", 192, 64, 4, 2, "swiglu", "-")
+    w = make_moe_weights(shape, num_experts=4)
+    assert "not a multiple of 128 (tier sm120)" in FusedDecodeSm120.shape_reason(w)
+    w = make_moe_weights(PRESETS["qwen3-30b-a3b"], num_experts=2)
+    no_scale = type(w)(**{**w.__dict__, "fc1_input_scale": None})
+    assert "needs the FC1 input scale" in FusedDecodeSm120.shape_reason(no_scale)
