@@ -136,3 +136,30 @@ def test_sm120_tier_rejects_what_it_cannot_take():
     w = make_moe_weights(PRESETS["qwen3-30b-a3b"], num_experts=2)
     no_scale = type(w)(**{**w.__dict__, "fc1_input_scale": None})
     assert "needs the FC1 input scale" in FusedDecodeSm120.shape_reason(no_scale)
+
+
+def test_self_check_accepts_the_model_and_rejects_a_wrong_kernel(monkeypatch, tmp_path):
+    """The first-use check compares the launched kernels with the host model; here the launch
+    is replaced (no SM120 GPU): by the model itself it passes, by a wrong result it raises."""
+    from trtllm_b12x.kernels.cache import KernelCache
+    from trtllm_b12x.kernels.decode_model import decode_sm120_model
+    from trtllm_b12x.kernels.moe_decode_sm120 import FusedDecodeSm120
+
+    shape = PRESETS["nemotron-3-super"]
+    w = make_moe_weights(shape, num_experts=4)
+    runner = MoERunner(w, shape.default_activation())
+    f = FusedDecodeSm120(runner, target=get_target("sm_120a"), cache=KernelCache(root=tmp_path, use_disk=False))
+
+    def model_launch(self, x, ids, rw, out, workspace=None):
+        out.copy_(decode_sm120_model(self, x, ids, rw))
+
+    monkeypatch.setattr(FusedDecodeSm120, "__call__", model_launch)
+    f.compile_all("bfloat16", 4)  # compiles both phases for sm_120a, then checks
+
+    def wrong_launch(self, x, ids, rw, out, workspace=None):
+        out.copy_(1.1 * decode_sm120_model(self, x, ids, rw))
+
+    monkeypatch.setattr(FusedDecodeSm120, "__call__", wrong_launch)
+    for _ in range(2):  # a failed check is not remembered as compiled
+        with pytest.raises(RuntimeError, match="SM120 decode self-check failed on this GPU \\(bfloat16, top_k=2\\)"):
+            f.compile_all("bfloat16", 2)

@@ -6,6 +6,7 @@ only on the FP4 targets (sm_100a+/sm_120a+), so the SM90 kernels convert E2M1 in
 
 from __future__ import annotations
 
+import cutlass.cute as cute
 import torch
 from cutlass import BFloat16, Float16, Float32, Uint32
 from cutlass._mlir.dialects import llvm
@@ -35,6 +36,34 @@ def e4m3_to_f32(byte: Uint32, *, loc=None, ip=None) -> Float32:
         "mov.b32 {lo, hi}, h2; cvt.f32.f16 $0, lo; }"
     )
     return Float32(_asm(T.f32(), [Uint32(byte).ir_value(loc=loc, ip=ip)], text, "=f,r"))
+
+
+@cute.jit
+def nvfp4_block_scale(amax: Float32, g: Float32):
+    """The NVFP4 block-scale recipe of :mod:`trtllm_b12x.quantization.nvfp4`, IEEE-rounded as
+    there: ``(E4M3 byte of amax / (6 g), 1 / (scale * g))``; the reciprocal is 0 for a zero
+    scale (callers then write +0 codes)."""
+    sbyte = f32_to_e4m3(amax / (g * Float32(6.0)))
+    s = e4m3_to_f32(sbyte)
+    rcp = Float32(0.0)
+    if s > Float32(0.0):
+        rcp = Float32(1.0) / (s * g)
+    return sbyte, rcp
+
+
+def abs_max(vals) -> Float32:
+    """``max |v|`` over a list of floats."""
+    m = cute.math.abs(vals[0])
+    for v in vals[1:]:
+        m = cute.arch.fmax(m, cute.math.abs(v))
+    return m
+
+
+def butterfly(v, masks, op):
+    """Combine ``v`` across the lanes that differ in ``masks`` (``shfl.bfly``), e.g. a max or an or."""
+    for m in masks:
+        v = op(v, type(v)(cute.arch.shuffle_sync_bfly(v, m)))
+    return v
 
 
 @dsl_user_op

@@ -29,26 +29,26 @@ block scale ``= amax / (6 g)``); ``g2`` carries headroom, see
 
 from __future__ import annotations
 
+import operator
+
 import cutlass
 import cutlass.cute as cute
 import torch
 from cutlass import Float32, Uint8, Uint32
 from cutlass.cute.runtime import make_fake_compact_tensor
 
-from .intrinsics import (
-    TOKEN_DTYPES,
-    e4m3_to_f32,
-    f32_to_e4m3,
-    f32x2_to_e2m1x2,
-    f32x8_to_e2m1x8,
-    mma_m16n8k64_nvf4,
-)
+from ..quantization.nvfp4 import record_bytes
+from .intrinsics import (TOKEN_DTYPES, abs_max, butterfly, f32x2_to_e2m1x2, f32x8_to_e2m1x8, mma_m16n8k64_nvf4,
+                         nvfp4_block_scale)
 from .moe_decode import DecodeGemvSm90, FusedDecode
 
 
-def record_bytes(k: int) -> int:
-    """Bytes of one NVFP4 row of ``k`` elements: codes, then the linear block scales."""
-    return k // 2 + k // 16
+# the kernel vs its exact host model, one token: output rounding plus at most a few one-step
+# requantization moves; a layout or scale error is of order one
+SELF_CHECK_BOUND = 5e-2
+
+
+QUAD_COLUMN = (4, 8, 16)  # lane masks joining the 8 lanes 4 g + t of one t
 
 
 class DecodeGemvSm120(DecodeGemvSm90):
@@ -100,20 +100,14 @@ class DecodeGemvSm120(DecodeGemvSm90):
             r = cute.make_rmem_tensor_like(src)
             cute.autovec_copy(src, r)
             v = r.load().to(Float32)
-            amax = Float32(0.0)
-            for i in cutlass.range_constexpr(8):
-                amax = cute.arch.fmax(amax, cute.math.abs(v[i]))
-            amax = cute.arch.fmax(amax, cute.arch.shuffle_sync_bfly(amax, 1))  # the block's other half: lane t ^ 1
-            sbyte = f32_to_e4m3(amax / (xg * Float32(6.0)))
-            s = e4m3_to_f32(sbyte)
+            amax = butterfly(abs_max([v[i] for i in range(8)]), (1,), cute.arch.fmax)  # other half: lane t ^ 1
+            sbyte, rcp = nvfp4_block_scale(amax, xg)
             word = Uint32(0)  # a zero-scale block is all +0 codes
-            if s > Float32(0.0):
-                rcp = Float32(1.0) / (s * xg)
+            if rcp > Float32(0.0):
                 word = f32x8_to_e2m1x8(*[v[i] * rcp for i in range(8)])
             regs.append(word)
             sf = sf | (sbyte << Uint32(16 * h + 8 * (t // 2)))  # block 2h + t//2 of the chunk
-        sf = sf | Uint32(cute.arch.shuffle_sync_bfly(sf, 2))  # lanes t, t ^ 2 hold the other two blocks
-        return [regs[0], regs[1], sf]
+        return [regs[0], regs[1], butterfly(sf, (2,), operator.or_)]  # lanes t, t ^ 2 hold the other two blocks
 
     @cute.jit
     def tile_mma(self, acc, j, rA, rS, ci, tok):
@@ -137,20 +131,13 @@ class DecodeGemvSm120(DecodeGemvSm90):
             gC = cute.zipped_divide(mOut, (1, 8))
             for pp in cutlass.range_constexpr(2):
                 lo, hi = vals[pp], vals[2 + pp]  # rows g and g + 8 of pair 2t + pp
-                amax = cute.arch.fmax(cute.math.abs(lo), cute.math.abs(hi))
-                for d in cutlass.range_constexpr(3):
-                    amax = cute.arch.fmax(amax, cute.arch.shuffle_sync_bfly(amax, 4 << d))
-                sbyte = f32_to_e4m3(amax / (g2 * Float32(6.0)))
-                s = e4m3_to_f32(sbyte)
+                sbyte, rcp = nvfp4_block_scale(butterfly(abs_max([lo, hi]), QUAD_COLUMN, cute.arch.fmax), g2)
                 b = Uint32(0)
-                if s > Float32(0.0):
-                    rcp = Float32(1.0) / (s * g2)
+                if rcp > Float32(0.0):
                     b = f32x2_to_e2m1x2(lo * rcp, hi * rcp)
-                w0 = (b & Uint32(0xF)) << Uint32(4 * g)  # K 16 blk + g
-                w1 = ((b >> Uint32(4)) & Uint32(0xF)) << Uint32(4 * g)  # K 16 blk + 8 + g
-                for d in cutlass.range_constexpr(3):
-                    w0 = w0 | Uint32(cute.arch.shuffle_sync_bfly(w0, 4 << d))
-                    w1 = w1 | Uint32(cute.arch.shuffle_sync_bfly(w1, 4 << d))
+                # nibble g of code word 0 is K 16 blk + g, of word 1 K 16 blk + 8 + g
+                w0 = butterfly((b & Uint32(0xF)) << Uint32(4 * g), QUAD_COLUMN, operator.or_)
+                w1 = butterfly(((b >> Uint32(4)) & Uint32(0xF)) << Uint32(4 * g), QUAD_COLUMN, operator.or_)
                 if g == 0 and valid[pp]:
                     dst = cute.recast_tensor(gC[(None, (pairs[pp], blk))], Uint32)
                     rC = cute.make_rmem_tensor_like(dst)
@@ -182,6 +169,39 @@ class FusedDecodeSm120(FusedDecode):
         fc1 = w.w13_global if w.gated else w.w13_global.expand(-1, 2)
         return (torch.stack([fc1[:, 0] * g1, fc1[:, 1] * g1, g1, g2], 1).contiguous(),
                 torch.stack([w.w2_global * g2, w.w2_global * g2, one, one], 1).contiguous())
+
+    def compile_all(self, dtype: str, top_k: int) -> list:
+        first = (dtype, top_k) not in self._bound
+        kernels = super().compile_all(dtype, top_k)
+        if first:
+            try:
+                self.self_check(dtype, top_k)
+            except Exception:
+                del self._bound[(dtype, top_k)]  # never launched after a failed check
+                raise
+        return kernels
+
+    def self_check(self, dtype: str, top_k: int) -> None:
+        """Run the kernels once on this layer's weights (one token routed to ``top_k`` local
+        experts) and compare them with the exact host model of their dataflow
+        (:mod:`.decode_model`). The SM120 tier is verified by compilation and emulation, not
+        yet by a run in this project's CI, so it proves itself on the GPU it is about to
+        serve on; a mismatch raises and callers keep their fallback (TensorRT-LLM: CUTLASS)."""
+        from ..reference import relative_error
+        from .decode_model import decode_sm120_model
+
+        w, dev = self.weights, self.weights.device
+        tdt = TOKEN_DTYPES[dtype][1]
+        gen = torch.Generator(device=dev).manual_seed(0)
+        x = torch.randn(1, w.hidden_size, generator=gen, device=dev).to(tdt)
+        ids = (self.parallel.expert_offset + torch.arange(top_k, device=dev) % w.num_experts).int().view(1, top_k)
+        rw = torch.rand(1, top_k, generator=gen, device=dev)
+        out = torch.full((1, w.hidden_size), float("nan"), dtype=tdt, device=dev)
+        self(x, ids, rw, out)
+        err = relative_error(out.float(), decode_sm120_model(self, x, ids, rw))
+        if not err <= SELF_CHECK_BOUND:
+            raise RuntimeError(f"SM120 decode self-check failed on this GPU ({dtype}, top_k={top_k}): relative error "
+                               f"{err:.3g} against the host model of the kernel (bound {SELF_CHECK_BOUND}); not used")
 
     def intermediate_bytes(self, pairs: int, dtype: torch.dtype) -> int:
         return pairs * record_bytes(self.i_pad)

@@ -24,7 +24,7 @@ from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 from ..arch import Target, current_target
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
 from ..quantization.codecs import E2M1_RNE_BOUNDS
-from .intrinsics import TOKEN_DTYPES, e4m3_to_f32, f32_bits, f32_to_e4m3, f32x8_to_e2m1x8
+from .intrinsics import TOKEN_DTYPES, abs_max, f32_bits, f32x8_to_e2m1x8, nvfp4_block_scale
 
 SF_LAYOUTS = ("linear", "swizzled")
 
@@ -113,18 +113,12 @@ class QuantizeSm90:
                 tXrX = cute.make_rmem_tensor_like(gX)
                 cute.autovec_copy(gX, tXrX)
                 v = tXrX.load().to(Float32)
-                amax = Float32(0.0)
-                for i in cutlass.range_constexpr(16):
-                    amax = cute.arch.fmax(amax, cute.math.abs(v[i]))
-                # block scale and its reciprocal: the two divisions of the recipe, IEEE-rounded
-                sbyte = f32_to_e4m3(amax / (g * Float32(6.0)))
-                sf = e4m3_to_f32(sbyte)
+                sbyte, r = nvfp4_block_scale(abs_max([v[i] for i in range(16)]), g)
                 gQ = cute.recast_tensor(cute.zipped_divide(mQ, (1, 8))[(None, (row, cb))], Uint32)
                 tQrQ = cute.make_rmem_tensor_like(gQ)
                 for w in cutlass.range_constexpr(2):
                     tQrQ[w] = Uint32(0)  # a zero-scale block is all +0 codes (no -0 from x * 0)
-                if sf > Float32(0.0):
-                    r = Float32(1.0) / (sf * g)
+                if r > Float32(0.0):
                     for w in cutlass.range_constexpr(2):
                         tQrQ[w] = self.e2m1x8([v[8 * w + i] * r for i in range(8)])
                 cute.autovec_copy(tQrQ, gQ)

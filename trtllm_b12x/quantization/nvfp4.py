@@ -147,6 +147,13 @@ def quantize_activation(x: torch.Tensor, input_scale) -> NVFP4Tensor:
     return NVFP4Tensor(data, scale, g)
 
 
+def record_bytes(k: int) -> int:
+    """Bytes of one NVFP4 row record of ``k`` elements: ``[k/2 code bytes | k/16 linear scales]``
+    (the SM120 decode kernel's intermediate)."""
+    _check_k(k, "record_bytes")
+    return k // 2 + k // BLOCK
+
+
 def fake_quantize(x: torch.Tensor, global_scale) -> torch.Tensor:
     """Quantize then dequantize (float32): the value an NVFP4 consumer sees."""
     data, scale = quantize_nvfp4(x, global_scale)
