@@ -12,10 +12,14 @@ def _weights(e, r, k, seed=0):
     return q.data, q.scale
 
 
-@pytest.mark.parametrize("r,k,group", [(16, 64, 1), (48, 256, 4), (40, 192, 1), (96, 1024, 8), (32, 128, 2)])
-def test_round_trip(r, k, group):
+@pytest.mark.parametrize("r,k,group,mma", [
+    (16, 64, 1, "m16n8k16"), (48, 256, 4, "m16n8k16"), (40, 192, 1, "m16n8k16"), (96, 1024, 8, "m16n8k16"),
+    (32, 128, 2, "m16n8k16"), (16, 128, 2, "m16n8k64"), (48, 512, 4, "m16n8k64"), (40, 384, 2, "m16n8k64"),
+    (96, 1024, 8, "m16n8k64"), (32, 256, 4, "m16n8k64"),
+])
+def test_round_trip(r, k, group, mma):
     data, scale = _weights(3, r, k)
-    lay = FragmentLayout(round_up(r, 16), round_up(k, 64), group)
+    lay = FragmentLayout(round_up(r, 16), k, group, mma)
     codes, scales = pack_fragments(data, scale, lay)
     assert codes.shape == (3, lay.code_bytes) and scales.shape == (3, lay.scale_bytes)
     d2, s2 = unpack_fragments(codes, scales, lay, r, k)
@@ -52,16 +56,6 @@ def test_bad_layout():
 
 
 # -- m16n8k64: the SM120 block-scaled MMA layout ---------------------------------------------
-@pytest.mark.parametrize("r,k,group", [(16, 128, 2), (48, 512, 4), (40, 384, 2), (96, 1024, 8), (32, 256, 4)])
-def test_mma_layout_round_trip(r, k, group):
-    data, scale = _weights(3, r, k)
-    lay = FragmentLayout(round_up(r, 16), round_up(k, 128), group, "m16n8k64")
-    codes, scales = pack_fragments(data, scale, lay)
-    assert codes.shape == (3, lay.code_bytes) and scales.shape == (3, lay.scale_bytes)
-    d2, s2 = unpack_fragments(codes, scales, lay, r, k)
-    assert torch.equal(d2, data) and torch.equal(s2.view(torch.uint8), scale.view(torch.uint8))
-
-
 def test_mma_layout_index_formula():
     """Every element against the documented formula (module docstring of fragments)."""
     data, scale = _weights(1, 32, 512)
