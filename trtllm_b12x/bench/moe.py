@@ -69,7 +69,7 @@ def _bf16_grouped(weights: MoEWeights, act: Activation) -> MoEFn:
 
 
 def _fused(weights: MoEWeights, act: Activation) -> MoEFn:
-    """Ours: the fused NVFP4 decode kernel (W4A16 on SM90)."""
+    """Ours: the fused NVFP4 decode kernel of this GPU's tier (W4A16 on SM90, W4A4 on SM120)."""
     from ..kernels.moe_decode import decode_kernel_factory
 
     runner = MoERunner(weights, act, decode_kernel=decode_kernel_factory, validate_ids=False)
@@ -82,12 +82,19 @@ def _fused(weights: MoEWeights, act: Activation) -> MoEFn:
     return run
 
 
-def _needs_fused(device: torch.device) -> str | None:
-    if device.type != "cuda":
-        return "no CUDA GPU here"
-    from ..kernels.moe_decode import device_reason
+def _needs_fused(tier: str) -> Callable[[torch.device], str | None]:
+    def needs(device: torch.device) -> str | None:
+        if device.type != "cuda":
+            return "no CUDA GPU here"
+        from ..arch import current_target
+        from ..kernels.moe_decode import device_reason
 
-    return device_reason(device)
+        if (why := device_reason(device)) is not None:
+            return why
+        here = current_target(device).tier
+        return None if here == tier else f"the {tier} tier's kernel; this GPU runs the {here} one"
+
+    return needs
 
 
 def _needs_cuda(device: torch.device) -> str | None:
@@ -102,7 +109,9 @@ def _needs_grouped_mm(device: torch.device) -> str | None:
 
 IMPLS: list[Impl] = [
     Impl("oracle-fp32", "w4a16", "any device", lambda d: None, _oracle),
-    Impl("b12x-fused", "w4a16", "SM90 GPU (H100/H200)", _needs_fused, _fused, graph_safe=True),
+    Impl("b12x-fused", "w4a16", "SM90 GPU (H100/H200)", _needs_fused("sm90"), _fused, graph_safe=True),
+    Impl("b12x-fused-w4a4", "w4a4", "SM120/SM121 GPU (RTX PRO 6000, RTX 5090, DGX Spark)", _needs_fused("sm120"),
+         _fused, graph_safe=True),
     Impl("torch-dequant-bf16", "w4a16", "CUDA GPU", _needs_cuda, _dequant_bf16),
     Impl("torch-bf16-grouped-gemm", "w4a16", "CUDA GPU with torch._grouped_mm (SM90+)", _needs_grouped_mm,
          _bf16_grouped, graph_safe=True),
