@@ -20,9 +20,10 @@ from trtllm_b12x.quantization.mma_emulator import e2m1_units, e4m3_units, fragme
 from trtllm_b12x.quantization.nvfp4 import quantize_nvfp4
 from trtllm_b12x.reference import moe_reference, relative_error
 
+from conftest import W4A4_BOUND
+
 pytest.importorskip("cutlass", reason="nvidia-cutlass-dsl is not installed")
 
-W4A4_BOUND = 1.5e-2  # as the SM120 GPU tests: see tests/kernels/test_moe_decode_gpu.py
 ODD = MoEShape("odd-gated-384", 384, 80, 7, 3, "swiglu", "-")
 
 

@@ -27,14 +27,13 @@ import torch
 
 from ..quantization.mma_emulator import UNIT, fragment_gemv
 from ..quantization.nvfp4 import quantize_nvfp4
-
-PAIRS_PER_MMA = 8
+from .moe_decode import PAIRS_PER_PASS
 
 
 def _gemv(codes, scales, layout, e, data, scale) -> torch.Tensor:
     """``[P, rows]`` float32 of expert ``e`` times NVFP4 rows, 8 pairs per emulated MMA."""
-    cols = [fragment_gemv(codes[e].view(torch.uint8), scales[e], layout, data[i:i + PAIRS_PER_MMA],
-                          scale[i:i + PAIRS_PER_MMA]) for i in range(0, data.shape[0], PAIRS_PER_MMA)]
+    cols = [fragment_gemv(codes[e].view(torch.uint8), scales[e], layout, data[i:i + PAIRS_PER_PASS],
+                          scale[i:i + PAIRS_PER_PASS]) for i in range(0, data.shape[0], PAIRS_PER_PASS)]
     return (torch.cat(cols, 1).double() * UNIT).float().t()
 
 

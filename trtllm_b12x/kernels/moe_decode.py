@@ -132,8 +132,9 @@ EXPERT_SCALARS = 4  # per local expert, FP32: output multiplier of tile 0, of ti
 class DecodeGemvSm90:
     """FC1+activation or FC2 of the decode kernel; Hopper operand preparation.
 
-    Tier variants override the ``# -- tier`` methods only: the token operand, one tile's
-    MMAs for a K chunk, the operand pre-scale, the FC1 output store and their tensor types.
+    Tier variants override the ``# -- tier`` methods and ``store_intermediate`` only: the token
+    operand, one tile's MMAs for a K chunk, the operand pre-scale, the FC1 output store and
+    their tensor types.
     """
 
     family = "moe_decode_gemv"
@@ -460,7 +461,7 @@ class DecodeGemvSm90:
         valid = [base + 2 * t + p < n for p in range(2)]
         if cutlass.const_expr(cfg.activation == "swiglu"):
             vals = [self.swiglu(total[v] * gs[0], total[4 + v] * gs[1]) for v in range(4)]
-            self.store_block(mOut, mGlobal, local, unit, vals, pairs, valid, lane)
+            self.store(mOut, mGlobal, local, unit, vals, pairs, valid, lane)
         else:
             for j in cutlass.range_constexpr(TILES_PER_UNIT):
                 vals = []
@@ -472,12 +473,22 @@ class DecodeGemvSm90:
                     elif cutlass.const_expr(cfg.phase == "fc2"):
                         h = h * mW[pairs[v % 2]]
                     vals.append(h)
-                self.store_block(mOut, mGlobal, local, unit * TILES_PER_UNIT + j, vals, pairs, valid, lane)
+                self.store(mOut, mGlobal, local, unit * TILES_PER_UNIT + j, vals, pairs, valid, lane)
+
+    @property
+    def store(self):
+        """Where the epilogue puts a block: FC2's FP32 rows (every tier) or the tier's intermediate."""
+        return self.store_block if self.cfg.phase == "fc2" else self.store_intermediate
+
+    @cute.jit
+    def store_intermediate(self, mOut, mGlobal, local, blk, vals, pairs, valid, lane):
+        """FC1 (SM90): the activated intermediate in the token dtype."""
+        self.store_block(mOut, mGlobal, local, blk, vals, pairs, valid, lane)
 
     @cute.jit
     def store_block(self, mOut, mGlobal, local, blk, vals, pairs, valid, lane):
-        """Output columns ``[16 blk, 16 blk + 16)``: value ``v`` is row ``g + 8 (v // 2)`` of pair ``v % 2``.
-        FC2 (all tiers) stores FP32; the SM90 FC1 the intermediate in the token dtype."""
+        """Output columns ``[16 blk, 16 blk + 16)``: value ``v`` is row ``g + 8 (v // 2)`` of pair ``v % 2``,
+        in FP32 (FC2) or the token dtype (FC1)."""
         out_t = Float32 if self.cfg.phase == "fc2" else TOKEN_DTYPES[self.cfg.dtype][0]
         for v in cutlass.range_constexpr(4):
             if valid[v % 2]:
@@ -523,10 +534,15 @@ class DecodeGemvSm90:
         return gate * sig * (up + Float32(cfg.beta))
 
 
+def padded_intermediate(intermediate: int, mma: str) -> int:
+    """``I_pad``: the intermediate size padded to the MMA layout's K alignment (FC2's K)."""
+    return round_up(intermediate, K_ALIGN[mma])
+
+
 def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_k: int, dtype: str = "bfloat16",
                   mma: str = "m16n8k16", expert_offset: int = 0) -> tuple[GemvConfig, GemvConfig]:
     """The (FC1, FC2) kernel configs of a layer: FC1 halves and FC2's K padded to ``I_pad``."""
-    i_pad = round_up(intermediate, K_ALIGN[mma])
+    i_pad = padded_intermediate(intermediate, mma)
     common = dict(dtype=dtype, experts=experts, expert_offset=expert_offset, top_k=top_k,
                   max_pairs=DECODE_MAX_TOKENS * top_k, mma=mma)
     fc1 = GemvConfig("fc1", k=hidden, rows=(2 if activation.gated else 1) * i_pad, out_cols=i_pad,
@@ -573,7 +589,7 @@ class FusedDecode:
         self.cache = cache or default_cache()
         self.tvm_ffi = have_tvm_ffi()
         mma = self.kernel_cls.mma
-        self.i_pad = round_up(w.intermediate_size, K_ALIGN[mma])
+        self.i_pad = padded_intermediate(w.intermediate_size, mma)
         h, inter, halves = w.hidden_size, w.intermediate_size, 2 if w.gated else 1
         data = torch.cat([_pad_rows(w.w13[:, s * inter:(s + 1) * inter], self.i_pad) for s in range(halves)], 1)
         scale = torch.cat([_pad_rows(w.w13_scale[:, s * inter:(s + 1) * inter], self.i_pad) for s in range(halves)], 1)
