@@ -81,7 +81,20 @@ class NVFP4MethodBase:
 
 class CutlassLifecycle:
     """What both generations' ``CutlassFusedMoE`` share: weight lifecycle, input quantization
-    and the fused_moe math; each generation keeps its own ``can_implement`` / ``run_moe`` form."""
+    and the fused_moe math; each generation keeps its own ``can_implement`` / ``run_moe`` form
+    and its constructor signature (the adapter tells the generations apart by them)."""
+
+    QUANT_METHODS: dict = {}  # per generation: QuantAlgo -> method class
+    UNQUANTIZED = None  # the method class of anything else
+
+    def _finish_init(self, apply_router_weight_on_input, model_config):
+        self.apply_router_weight_on_input = apply_router_weight_on_input
+        self._weights_created = False
+        if not model_config.skip_create_weights_in_init:
+            self.create_weights()
+
+    def _get_quant_method(self):
+        return self.QUANT_METHODS.get(getattr(self.quant_config, "quant_algo", None), self.UNQUANTIZED)()
 
     def create_weights(self):
         if self._weights_created:

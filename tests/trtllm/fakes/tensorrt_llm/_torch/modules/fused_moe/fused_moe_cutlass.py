@@ -9,6 +9,10 @@ from .quantization import (FP8QDQFusedMoEMethod, NVFP4CutlassFusedMoEMethod, Unq
 
 
 class CutlassFusedMoE(CutlassLifecycle, MoE):
+    QUANT_METHODS = {QuantAlgo.W4A16_NVFP4: W4A16NVFP4CutlassFusedMoEMethod, QuantAlgo.NVFP4: NVFP4CutlassFusedMoEMethod,
+                     QuantAlgo.NVFP4_AWQ: NVFP4CutlassFusedMoEMethod, QuantAlgo.FP8: FP8QDQFusedMoEMethod}
+    UNQUANTIZED = UnquantizedFusedMoEMethod
+
     @classmethod
     def can_implement(cls, quant_algo, dtype_activation=torch.bfloat16, swiglu_gptoss_style=False):
         from ...._utils import get_sm_version as sm  # G1 reads the SM inside can_implement
@@ -27,21 +31,8 @@ class CutlassFusedMoE(CutlassLifecycle, MoE):
                          model_config=model_config, weight_loading_mode=weight_loading_mode, bias=bias,
                          swiglu_alpha=swiglu_alpha, swiglu_beta=swiglu_beta, swiglu_limit=swiglu_limit,
                          layer_idx=layer_idx, activation_type=activation_type)
-        self.apply_router_weight_on_input = apply_router_weight_on_input
         self.enable_alltoall = False
-        self._weights_created = False
-        if not model_config.skip_create_weights_in_init:
-            self.create_weights()
-
-    def _get_quant_method(self):
-        algo = getattr(self.quant_config, "quant_algo", None)
-        if algo == QuantAlgo.W4A16_NVFP4:
-            return W4A16NVFP4CutlassFusedMoEMethod()
-        if algo in (QuantAlgo.NVFP4, QuantAlgo.NVFP4_AWQ):
-            return NVFP4CutlassFusedMoEMethod()
-        if algo == QuantAlgo.FP8:
-            return FP8QDQFusedMoEMethod()
-        return UnquantizedFusedMoEMethod()
+        self._finish_init(apply_router_weight_on_input, model_config)
 
     def run_moe(self, x, token_selected_experts, token_final_scales, x_sf=None, is_sf_swizzled=True,
                 output_dtype=None, tuner_num_tokens=None, tuner_top_k=None, moe_output=None, enable_alltoall=None):

@@ -11,6 +11,9 @@ from .quantization import NVFP4CutlassFusedMoEMethod, UnquantizedFusedMoEMethod,
 
 class CutlassFusedMoE(CutlassLifecycle, MoE):
     capabilities = MoEStaticCapability(supports_moe_lora=True, supports_eplb=True, supports_expert_bias=True)
+    QUANT_METHODS = {QuantAlgo.W4A16_NVFP4: W4A16NVFP4CutlassFusedMoEMethod, QuantAlgo.NVFP4: NVFP4CutlassFusedMoEMethod,
+                     QuantAlgo.NVFP4_AWQ: NVFP4CutlassFusedMoEMethod}
+    UNQUANTIZED = UnquantizedFusedMoEMethod
 
     @classmethod
     def can_implement(cls, p, d):
@@ -30,18 +33,7 @@ class CutlassFusedMoE(CutlassLifecycle, MoE):
                          model_config=model_config, weight_loading_mode=weight_loading_mode, bias=bias,
                          swiglu_alpha=swiglu_alpha, swiglu_beta=swiglu_beta, swiglu_limit=swiglu_limit,
                          layer_idx=layer_idx, activation_type=activation_type)
-        self.apply_router_weight_on_input = apply_router_weight_on_input
-        self._weights_created = False
-        if not model_config.skip_create_weights_in_init:
-            self.create_weights()
-
-    def _get_quant_method(self):
-        algo = getattr(self.quant_config, "quant_algo", None)
-        if algo == QuantAlgo.W4A16_NVFP4:
-            return W4A16NVFP4CutlassFusedMoEMethod()
-        if algo in (QuantAlgo.NVFP4, QuantAlgo.NVFP4_AWQ):
-            return NVFP4CutlassFusedMoEMethod()
-        return UnquantizedFusedMoEMethod()
+        self._finish_init(apply_router_weight_on_input, model_config)
 
     def run_moe(self, ctx, *, workspace=None):
         require_comm_plan(self, ctx)
