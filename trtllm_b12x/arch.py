@@ -22,14 +22,15 @@ class Target:
     tier: str  # "sm90" (W4A16, BF16 tensor cores) | "sm120" (W4A4, block-scaled FP4 MMA)
     parts: str  # GPUs of this architecture
     smem_per_block: int  # opt-in shared memory per CTA, bytes
+    smem_per_sm: int  # shared memory of one SM, bytes (1 KiB of it is reserved per resident CTA)
 
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("sm_90a", (9, 0), "sm90", "H100, H200, H20, GH200", 232448),
-        Target("sm_120a", (12, 0), "sm120", "RTX PRO 6000 Blackwell, RTX 5090", 101376),
-        Target("sm_121a", (12, 1), "sm120", "DGX Spark (GB10)", 101376),
+        Target("sm_90a", (9, 0), "sm90", "H100, H200, H20, GH200", 232448, 233472),
+        Target("sm_120a", (12, 0), "sm120", "RTX PRO 6000 Blackwell, RTX 5090", 101376, 102400),
+        Target("sm_121a", (12, 1), "sm120", "DGX Spark (GB10)", 101376, 102400),
     )
 }
 _BY_CAPABILITY = {t.capability: t for t in TARGETS.values()}
@@ -85,3 +86,8 @@ def describe_device(device: int | torch.device | None = None) -> str:
     if cc is None:
         return "no CUDA GPU"
     return f"{torch.cuda.get_device_name(device)} (sm_{cc[0]}{cc[1]})"
+
+
+def sm_count(device: int | torch.device | None = None) -> int:
+    """Streaming multiprocessors of a CUDA device (persistent kernels size their grids by it)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count

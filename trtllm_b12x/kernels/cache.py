@@ -221,7 +221,7 @@ def default_cache() -> KernelCache:
 
 
 def launch(ck: CompiledKernel, *tensors) -> None:
-    """Call a compiled kernel on torch tensors on the current stream (TVM-FFI or DLPack)."""
+    """Call a compiled kernel on torch tensors (and int scalars) on the current stream (TVM-FFI or DLPack)."""
     # the raw handle getter costs well under a microsecond; torch.cuda.current_stream() ~5 µs
     stream = torch._C._cuda_getCurrentRawStream(tensors[0].device.index)
     if ck.key.tvm_ffi:
@@ -231,6 +231,7 @@ def launch(ck: CompiledKernel, *tensors) -> None:
         from cutlass.cute.runtime import from_dlpack
 
         # dynamic layouts, as compiled from the fake tensors (one-element tensors stay static)
-        args = [from_dlpack(t, assumed_align=16) for t in tensors]
-        args = [a if t.numel() == 1 else a.mark_layout_dynamic() for a, t in zip(args, tensors)]
+        args = [from_dlpack(t, assumed_align=16) if isinstance(t, torch.Tensor) else t for t in tensors]
+        args = [a if not isinstance(t, torch.Tensor) or t.numel() == 1 else a.mark_layout_dynamic()
+                for a, t in zip(args, tensors)]
         ck.fn(*args, CUstream(stream))

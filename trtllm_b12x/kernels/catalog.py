@@ -30,14 +30,13 @@ class KernelSpec:
 
 
 def preset_kernels(shape: MoEShape) -> list[KernelSpec]:
-    from .moe_decode import compile_phase, fused_decode_class, phase_configs
+    from .moe_decode import compile_phase, phase_configs
     from .quantize import QuantizeConfig, get_kernel
 
     def decode(phase: int, dtype: str):
         def get(target: Target, cache: KernelCache) -> CompiledKernel:
-            mma = fused_decode_class(target.tier).kernel_cls.mma
             cfgs = phase_configs(shape.hidden_size, shape.intermediate_size, shape.num_experts,
-                                 shape.default_activation(), shape.top_k, dtype, mma)
+                                 shape.default_activation(), shape.top_k, dtype, target)
             return compile_phase(cfgs[phase], target, cache=cache)
 
         return get

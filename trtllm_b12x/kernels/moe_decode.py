@@ -1,29 +1,32 @@
 """Fused NVFP4 MoE decode (fewer than 64 tokens): weights stay NVFP4, tokens stay BF16/FP16.
 
-Three dependent launches, no host sync, no sort launch (CUDA-graph capturable):
+Three dependent launches (programmatic dependent launches: each one's prologue overlaps the
+previous one's tail), no host sync, no sort launch (CUDA-graph capturable):
 
-1. **FC1 + activation** — grid ``(units, pairs)``. The CTA of pair ``p`` leads expert
-   ``ids[p]`` when no earlier pair picked it (block-wide ``bar.red.or`` over the earlier
-   ids); the leader gathers every pair of its expert (warp ballot) and computes, for its
-   32 weight rows (gated: 16 gate + the matching 16 up rows), all of them: so each touched
-   expert's bytes are read exactly once. Result: the activated intermediate, in the token
-   dtype, per pair (``inter [pairs, I_pad]``).
-2. **FC2** — same scheme over ``inter``; per pair the FP32 row ``router_weight * W2 a``.
-3. **Reduce** — ``out[t] = sum_k fc2[t, k]`` over the local slots in slot order.
+1. **FC1 + activation**, 2. **FC2** — persistent grids sized to stay resident. Every CTA
+   lists the experts present in the batch (presence bytes, one ballot per 32 experts); a work
+   item is (present expert, unit of 32 weight rows; gated FC1: 16 gate + the matching 16 up
+   rows), expert-major, and each CTA takes one contiguous range of items, so each touched
+   expert's bytes are read exactly once and consecutive items mostly share the expert (its
+   pair list and its token registers). The items' weights stream through a shared-memory
+   ring (``cp.async``, ``stages`` items in flight) while the warps compute earlier items.
+   FC1 writes the activated intermediate per pair, FC2 the FP32 rows ``router_weight * W2 a``.
+3. **Slot sum** — ``out[t] = sum_k fc2[t, k]`` over the local slots in slot order.
 
 Every sum has a fixed order (K split over the CTA's warps, summed warp 0..n-1; slots
 0..k-1), so results are bitwise reproducible run to run.
 
 Math: weights are MMA operand A (16 rows x 16 K), up to 8 pairs operand B (swap-AB,
 ``mma.sync.m16n8k16``, FP32 accumulate). A lane's A fragment for 4 K-steps is one 16-byte
-load of codes in the fragment layout (:mod:`trtllm_b12x.quantization.fragments`); each code
+vector of codes in the fragment layout (:mod:`trtllm_b12x.quantization.fragments`); each code
 pair becomes a half2 with one shift-and-mask and one multiply by the block scale (exact:
 E2M1 x E4M3 has at most 5 significant bits), the global scale is applied in the epilogue.
-The tier-specific part is the operand preparation (:meth:`DecodeGemvSm90.operands`).
+The tier-specific part is the operand preparation (the ``# -- tier`` methods).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -31,9 +34,10 @@ import cutlass
 import cutlass.cute as cute
 import torch
 from cutlass import Float32, Int32, Uint8, Uint32
+from cutlass.cute.nvgpu import cpasync
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
-from ..arch import Target, UnsupportedArchError, current_target
+from ..arch import Target, UnsupportedArchError, current_target, sm_count
 from ..moe import DECODE_MAX_TOKENS
 from ..quantization.fragments import CHUNK_K, K_ALIGN, FragmentLayout, pack_fragments, round_up
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
@@ -43,25 +47,45 @@ log = logging.getLogger("trtllm_b12x")
 
 PHASES = ("fc1", "fc2")
 ACTIVATIONS = ("swiglu", "relu2", "none")
-TILES_PER_UNIT = 2  # 16-row tiles a CTA computes (gated FC1: one gate + one up tile)
+TILES_PER_UNIT = 2  # 16-row tiles a work item computes (gated FC1: one gate + one up tile)
 PAIRS_PER_PASS = 8  # MMA N
-PREFETCH_CHUNKS = 4  # K chunks per warp whose codes are loaded before the pair list is known
+CHUNKS_PER_WARP = 4  # target K chunks per warp: more warps share an item's math, fewer token registers
 MAX_EXPERTS = 1024  # local experts: one presence bit each, one 32-bit word per lane of a warp
+WARPS_PER_SM = 16  # resident warps a phase aims for (so at most 128 registers per thread)
+MAX_WARPS = 8  # warps of one CTA
+MAX_TOKEN_REGS = 48  # registers that may hold an expert's token operands across its items
+MAX_STAGES = 4  # work items in flight per CTA (shared-memory ring)
+RESERVED_SMEM = 1024  # shared memory the hardware reserves per resident CTA
 
 
 def split_k(chunks: int, mma: str = "m16n8k16") -> tuple[int, int]:
     """(warps sharing the K loop, chunks per scale load) for ``chunks`` 64-wide K chunks:
-    up to 8 warps so each has about ``PREFETCH_CHUNKS`` chunks (all loaded up front; a short
-    compute phase per CTA keeps more CTAs streaming per SM), then the widest scale load.
-    The block-scaled MMA's scale word spans two chunks: its warps take chunk pairs."""
+    up to ``MAX_WARPS`` warps so each has about ``CHUNKS_PER_WARP`` chunks, then the widest
+    scale load. The block-scaled MMA's scale word spans two chunks: its warps take chunk pairs."""
     step = K_ALIGN[mma] // CHUNK_K
 
     def score(w):
         per = chunks // w
-        return (max(0, per - PREFETCH_CHUNKS), abs(per - PREFETCH_CHUNKS), -_group(per))
+        return (max(0, per - CHUNKS_PER_WARP), abs(per - CHUNKS_PER_WARP), -_group(per))
 
-    warps = min((w for w in range(1, 9) if chunks % (w * step) == 0), key=score)
+    warps = min((w for w in range(1, MAX_WARPS + 1) if chunks % (w * step) == 0), key=score)
     return warps, _group(chunks // warps)
+
+
+def occupancy(warps: int, stage_bytes: int, fixed_bytes: int, smem_per_sm: int) -> tuple[int, int]:
+    """(resident CTAs per SM, ring stages per CTA): about ``WARPS_PER_SM`` warps per SM, then
+    as many stages as the SM's shared memory holds (up to ``MAX_STAGES``); fewer CTAs
+    rather than fewer than two stages, so every CTA overlaps its next item's loads. No stage
+    (0) when one item does not fit: then the weights are loaded from global memory as used."""
+    ctas = max(1, WARPS_PER_SM // warps)
+    while True:
+        stages = min(MAX_STAGES, (smem_per_sm // ctas - RESERVED_SMEM - fixed_bytes) // stage_bytes)
+        if stages >= 2 or ctas == 1:
+            break
+        ctas -= 1
+    if stages < 1:  # one item's weights exceed the SM's shared memory: the warps read them from global
+        return max(1, WARPS_PER_SM // warps), 0
+    return ctas, stages
 
 
 def fragment_layout(rows: int, k: int, mma: str = "m16n8k16") -> FragmentLayout:
@@ -91,6 +115,8 @@ class GemvConfig:
     beta: float = 0.0
     limit: float | None = None
     mma: str = "m16n8k16"  # the tier's MMA (fragment layout): m16n8k16 (SM90) | m16n8k64 (SM120)
+    stages: int = 2  # work items whose weights are in flight per CTA (shared-memory ring)
+    ctas_per_sm: int = 1  # resident CTAs per SM the grid and the register budget assume
 
     def __post_init__(self):
         if self.phase not in PHASES or self.dtype not in TOKEN_DTYPES or self.activation not in ACTIVATIONS:
@@ -125,6 +151,26 @@ class GemvConfig:
     def units(self) -> int:
         return self.rows // (16 * TILES_PER_UNIT)
 
+    @property
+    def per_warp(self) -> int:
+        return self.chunks // self.warps
+
+    @property
+    def stage_bytes(self) -> int:
+        """One work item's weights in shared memory: per lane and chunk, 16 code bytes and 2
+        scale bytes per tile."""
+        return 32 * self.warps * self.per_warp * TILES_PER_UNIT * 18
+
+    @property
+    def fixed_smem(self) -> int:
+        """Shared memory besides the ring: ids, pair list, presence bytes, expert list, split-K sums."""
+        return (2 * round_up(4 * self.max_pairs, 16) + MAX_EXPERTS + 4 * MAX_EXPERTS + 32
+                + 4 * 4 * TILES_PER_UNIT * 32 * self.warps + 128)
+
+    @property
+    def smem_bytes(self) -> int:
+        return self.fixed_smem + self.stages * self.stage_bytes
+
 
 EXPERT_SCALARS = 4  # per local expert, FP32: output multiplier of tile 0, of tile 1, input-quant and output-quant globals
 
@@ -149,8 +195,7 @@ class DecodeGemvSm90:
     # -- compile (tensor-free) ----------------------------------------------------------------
     def fake_arguments(self) -> tuple:
         cfg, lay = self.cfg, self.cfg.layout
-        p, r, m = cute.sym_int32(), cute.sym_int32(), cute.sym_int32()
-        dt = TOKEN_DTYPES[cfg.dtype][0]
+        p, r = cute.sym_int32(), cute.sym_int32()
         fc2 = cfg.phase == "fc2"
         return (
             make_fake_compact_tensor(Int32, (p,), assumed_align=4),  # expert id per pair
@@ -162,10 +207,7 @@ class DecodeGemvSm90:
             # FC1: the activated intermediate per pair; FC2: FP32 rows per pair
             make_fake_compact_tensor(Float32, (p, cfg.out_cols), stride_order=(1, 0), assumed_align=16) if fc2
             else self.intermediate_tensor(p),
-            # FC2: the layer output and one arrival counter per unit (FC1: unused)
-            make_fake_compact_tensor(dt, (m, cfg.out_cols if fc2 else cute.sym_int32()), stride_order=(1, 0),
-                                     assumed_align=4),
-            make_fake_compact_tensor(Int32, (cfg.units if fc2 else cute.sym_int32(),), assumed_align=4),
+            Int32(1),  # CTAs of the persistent grid
             make_fake_stream(),
         )
 
@@ -173,21 +215,22 @@ class DecodeGemvSm90:
         return cute.compile(self, *self.fake_arguments(), options=compile_options(target, tvm_ffi))
 
     @cute.jit
-    def __call__(self, mIds, mW, mX, mCodes, mScales, mGlobal, mPart, mOut, mCount, stream):
-        # FC2 is a programmatic dependent launch: its prologue (ids, expert choice, weight
-        # prefetch) overlaps FC1's tail; it waits for FC1 only before reading the intermediate
-        self.kernel(mIds, mW, mX, mCodes, mScales, mGlobal, mPart, mOut, mCount).launch(
-            grid=[self.cfg.units, cutlass.min(mIds.shape[0], self.cfg.experts), 1],
-            block=[32 * self.cfg.warps, 1, 1], stream=stream, use_pdl=self.cfg.phase == "fc2"
+    def __call__(self, mIds, mW, mX, mCodes, mScales, mGlobal, mPart, ctas: Int32, stream):
+        # FC2 is a programmatic dependent launch: its prologue (ids, expert list, the first
+        # items' weights) overlaps FC1's tail; it waits for FC1 only before reading the intermediate
+        self.kernel(mIds, mW, mX, mCodes, mScales, mGlobal, mPart).launch(
+            grid=[ctas, 1, 1], block=[32 * self.cfg.warps, 1, 1], stream=stream, use_pdl=self.cfg.phase == "fc2",
+            min_blocks_per_mp=self.cfg.ctas_per_sm, preferred_smem_carveout=100,
         )
 
     # -- device --------------------------------------------------------------------------------
     @cute.kernel
-    def kernel(self, mIds, mW, mX, mCodes, mScales, mGlobal, mPart, mOut, mCount):
+    def kernel(self, mIds, mW, mX, mCodes, mScales, mGlobal, mPart):
         cfg = self.cfg
         threads = 32 * cfg.warps
         tidx, _, _ = cute.arch.thread_idx()
-        unit, slot, _ = cute.arch.block_idx()
+        cta, _, _ = cute.arch.block_idx()
+        ctas, _, _ = cute.arch.grid_dim()
         warp = tidx // 32
         lane = tidx % 32
 
@@ -195,93 +238,107 @@ class DecodeGemvSm90:
         sIds = smem.allocate_tensor(Int32, cute.make_layout(cfg.max_pairs), 16)
         sPairs = smem.allocate_tensor(Int32, cute.make_layout(cfg.max_pairs), 16)
         sSeen = smem.allocate_tensor(Uint8, cute.make_layout(MAX_EXPERTS), 16)  # experts present in the batch
+        sList = smem.allocate_tensor(Int32, cute.make_layout(MAX_EXPERTS), 16)  # present local experts, ascending
         sInfo = smem.allocate_tensor(Int32, cute.make_layout(8), 16)  # see below
         sRed = smem.allocate_tensor(Float32, cute.make_layout((4 * TILES_PER_UNIT, 32, cfg.warps)), 16)
-        # sInfo: 0 pairs of the chosen expert, 1 pairs on this rank, 2 last-arrival flag, 3 chosen expert
+        sA, sS, sSw = self.ring(smem) if cfg.stages > 0 else (None, None, None)
+        # sInfo: 0 pairs of the current expert, 3 experts present
 
-        if cutlass.const_expr(cfg.phase == "fc1"):
-            cute.arch.griddepcontrol_launch_dependents()
+        cute.arch.griddepcontrol_launch_dependents()  # the next launch's prologue may start
         npairs = mIds.shape[0]
         for e in cutlass.range(tidx, cfg.experts, threads):
             sSeen[e] = Uint8(0)
-        if tidx == 0:
-            sInfo[1] = 0
-            sInfo[3] = -1
         cute.arch.sync_threads()
-        mine = Int32(0)
         for q in cutlass.range(tidx, npairs, threads):  # one round of independent loads
             eid = mIds[q]
             sIds[q] = eid
             le = eid - cfg.expert_offset
             if le >= 0 and le < cfg.experts:
                 sSeen[le] = Uint8(1)  # plain stores: same-value writers need no atomics
-                mine = mine + 1
-        for d in cutlass.range_constexpr(5):
-            mine = mine + cute.arch.shuffle_sync_down(mine, 1 << d)
-        if lane == 0 and mine > 0:
-            cute.arch.atomic_add(sInfo.iterator + 1, mine)  # one per warp
         cute.arch.sync_threads()
         if warp == 0:
-            self.select_expert(sSeen, slot, lane, sInfo)  # CTA row `slot` takes the slot-th present expert
+            self.list_experts(sSeen, lane, sList, sInfo)
         cute.arch.sync_threads()
-        local = sInfo[3]
-        if local >= 0:
-            # the codes need only the expert: start streaming them before listing its pairs
-            pre = self.prefetch(mCodes, mScales, local, unit, warp, lane)
-            if warp == 0:
-                self.gather(sIds, local + cfg.expert_offset, npairs, lane, sPairs, sInfo)
-            cute.arch.sync_threads()
-            if cutlass.const_expr(cfg.phase == "fc2"):
-                cute.arch.griddepcontrol_wait()  # FC1's intermediate is complete and visible
-            n = sInfo[0]
-            xg = mGlobal[local, 2]  # the token operand's quantization global (block-scaled tiers)
-            # first 8 pairs from the prefetched codes; later passes (rare) reload them: a loop
-            # over the prefetched registers would hoist their dequantization out of it
-            self.one_pass(mX, xg, mCodes, mScales, mW, mGlobal, mPart, pre, local, unit, warp, lane, sPairs, sRed, 0,
-                          n)
-            for base in cutlass.range(PAIRS_PER_PASS, n, PAIRS_PER_PASS):
-                self.one_pass(mX, xg, mCodes, mScales, mW, mGlobal, mPart, None, local, unit, warp, lane, sPairs, sRed,
-                              base, n)
-            if cutlass.const_expr(cfg.phase == "fc2"):
-                self.arrive(mPart, mOut, mCount, sIds, sInfo, unit, tidx, n)
+
+        # work item = (present expert, unit), expert-major; each CTA takes one contiguous range,
+        # so consecutive items mostly share the expert (its pair list and token registers)
+        items = cfg.units * sInfo[3]
+        start = cta * items // ctas
+        end = (cta + 1) * items // ctas
+        for st in cutlass.range_constexpr(cfg.stages):  # the ring's first items: weights need no pair list
+            if start + st < end:
+                self.issue(mCodes, mScales, sSw, sA, sList, start + st, st, warp, lane)
+            cute.arch.cp_async_commit_group()
         if cutlass.const_expr(cfg.phase == "fc2"):
-            if slot == 0 and sInfo[1] == 0:  # no pair on this rank: nobody arrives, the output is zero
-                cols = 16 * TILES_PER_UNIT
-                for idx in cutlass.range(tidx, mOut.shape[0] * cols, threads):
-                    tok = idx // cols
-                    mOut[tok, unit * cols + idx - tok * cols] = TOKEN_DTYPES[cfg.dtype][0](0.0)
+            cute.arch.griddepcontrol_wait()  # FC1's intermediate is complete and visible
+
+        rTok = cute.make_rmem_tensor(cute.make_layout(cfg.per_warp * self.token_words), Uint32)
+        xg = Float32(0.0)
+        cur = Int32(-1)
+        for it in cutlass.range(start, end):
+            st = (it - start) % max(cfg.stages, 1)
+            slot = it // cfg.units
+            unit = it - slot * cfg.units
+            local = sList[slot]
+            if local != cur:  # uniform over the CTA
+                if warp == 0:
+                    self.gather(sIds, local + cfg.expert_offset, npairs, lane, sPairs, sInfo)
+                cute.arch.sync_threads()
+                xg = mGlobal[local, 2]  # the token operand's quantization global (block-scaled tiers)
+                if cutlass.const_expr(self.keeps_tokens):
+                    self.load_tokens(rTok, mX, xg, warp, lane, sPairs, sInfo[0])
+                cur = local
+            w_args = (mCodes, mScales, local, unit)
+            if cutlass.const_expr(cfg.stages > 0):
+                cute.arch.cp_async_wait_group(cfg.stages - 1)  # this thread's copies of item `it` landed
+                cute.arch.sync_threads()  # ... and every thread's (scale blocks are copied by a few lanes)
+                w_args = (sA, sS)
+            n = sInfo[0]
+            args = (mX, xg, mW, mGlobal, mPart, w_args, st, local, unit, warp, lane, sPairs, sRed)
+            self.one_pass(*args, rTok if self.keeps_tokens else None, 0, n)
+            for base in cutlass.range(PAIRS_PER_PASS, n, PAIRS_PER_PASS):  # more than 8 pairs (rare)
+                self.one_pass(*args, None, base, n)
+            if cutlass.const_expr(cfg.stages > 0):
+                if it + cfg.stages < end:
+                    self.issue(mCodes, mScales, sSw, sA, sList, it + cfg.stages, st, warp, lane)
+                cute.arch.cp_async_commit_group()
+
+    def ring(self, smem):
+        """The stages of weights in shared memory, per (stage, warp, chunk, tile) one 16-byte code
+        vector per lane (``sA``) and a ``2 G``-byte scale vector per lane and chunk group (``sS``;
+        ``sSw``: the same bytes as the 16-byte vectors cp.async writes)."""
+        cfg = self.cfg
+        grp = cfg.group
+        shape = (TILES_PER_UNIT, cfg.per_warp, cfg.warps, cfg.stages)
+        sA = smem.allocate_tensor(Int32, cute.make_layout((4, 32, *shape)), 16)
+        sgroups = (TILES_PER_UNIT, cfg.per_warp // grp, cfg.warps, cfg.stages)
+        sS = smem.allocate_tensor(Uint8, cute.make_layout((2 * grp, 32, *sgroups)), 16)
+        sSw = cute.make_tensor(cute.recast_ptr(sS.iterator, dtype=Int32), cute.make_layout((4, 4 * grp, *sgroups)))
+        return sA, sS, sSw
 
     @cute.jit
-    def select_expert(self, sSeen, slot, lane, sInfo):
-        """Warp 0: the ``slot``-th smallest local expert id present (or none): one ballot per
-        32 experts, a warp prefix sum of the popcounts, then the bit inside the word."""
-        nwords = (self.cfg.experts + 31) // 32
-        w = Uint32(0)
-        for i in cutlass.range_constexpr(nwords):
-            e = 32 * i + lane
-            bits = Uint32(cute.arch.vote_ballot_sync((e < self.cfg.experts) & (sSeen[cutlass.min(e, self.cfg.experts - 1)] != Uint8(0))))
-            if lane == i:
-                w = bits
-        cnt = Int32(cute.arch.popc(w))
-        incl = cnt
-        for d in cutlass.range_constexpr(5):
-            v = cute.arch.shuffle_sync_up(incl, 1 << d)
-            if lane >= (1 << d):
-                incl = incl + v
-        excl = incl - cnt
-        if slot >= excl and slot < incl:
-            for _ in cutlass.range(excl, slot):
-                w = w & (w - Uint32(1))  # drop the lowest set bits before ours
-            sInfo[3] = lane * 32 + Int32(cute.arch.clz(cute.arch.brev(w)))
-
-    @cute.jit
-    def one_pass(self, mX, xg, mCodes, mScales, mW, mGlobal, mPart, pre, local, unit, warp, lane, sPairs, sRed, base,
-                 n):
-        acc = self.mainloop(mX, xg, mCodes, mScales, pre, local, unit, warp, lane, sPairs, base, n)
+    def one_pass(self, mX, xg, mW, mGlobal, mPart, w_args, st, local, unit, warp, lane, sPairs, sRed, rTok, base, n):
+        """Up to 8 pairs x the item: the split K, its sum over warps, the epilogue (warp 0)."""
+        acc = self.mainloop(mX, xg, rTok, w_args, st, warp, lane, sPairs, base, n)
         total = self.reduce_warps(acc, warp, lane, sRed)
         if warp == 0:
             self.epilogue(total, mW, mGlobal, mPart, local, unit, lane, sPairs, base, n)
-        cute.arch.sync_threads()  # sRed is rewritten by the next pass
+        cute.arch.sync_threads()  # sRed, sPairs and the stage are free again
+
+    @cute.jit
+    def list_experts(self, sSeen, lane, sList, sInfo):
+        """Warp 0: the present local experts in ascending order (one ballot per 32 experts)."""
+        below = (Uint32(1) << Uint32(lane)) - Uint32(1)
+        count = Int32(0)
+        for i in cutlass.range_constexpr((self.cfg.experts + 31) // 32):
+            e = 32 * i + lane
+            hit = (e < self.cfg.experts) & (sSeen[cutlass.min(e, self.cfg.experts - 1)] != Uint8(0))
+            bits = Uint32(cute.arch.vote_ballot_sync(hit))
+            if hit:
+                sList[count + Int32(cute.arch.popc(bits & below))] = e
+            count = count + Int32(cute.arch.popc(bits))
+        if lane == 0:
+            sInfo[3] = count
 
     @cute.jit
     def gather(self, sIds, eid, npairs, lane, sPairs, sInfo):
@@ -311,71 +368,89 @@ class DecodeGemvSm90:
             return q // self.cfg.top_k
         return q
 
-    def _slice(self):
-        per_warp = self.cfg.chunks // self.cfg.warps
-        return per_warp, min(per_warp, PREFETCH_CHUNKS)
-
     @cute.jit
-    def prefetch(self, mCodes, mScales, local, unit, warp, lane):
-        """Registers with this warp's first codes and scales: ``(codes[i][j], scales[i // G][j])``."""
+    def issue(self, mCodes, mScales, sSw, sA, sList, it, st, warp, lane):
+        """Start the cp.async copies of item ``it``'s weights (this warp's K slice) into stage ``st``."""
         cfg = self.cfg
-        per_warp, npre = self._slice()
         grp = cfg.group
+        slot = it // cfg.units
+        unit = it - slot * cfg.units
+        local = sList[slot]
+        atom = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL), Int32,
+                                   num_bits_per_copy=128)
         gA = cute.zipped_divide(mCodes, (1, 4))
-        gS = cute.zipped_divide(mScales, (1, 2 * grp))
-        codes, scales = [], []
-        for i in cutlass.range_constexpr(npre):
-            c = warp * per_warp + i
-            row = []
+        gS = cute.zipped_divide(cute.recast_tensor(mScales, Int32), (1, 4))
+        for i in cutlass.range_constexpr(cfg.per_warp):
+            c = warp * cfg.per_warp + i
             for j in cutlass.range_constexpr(TILES_PER_UNIT):
                 tile = self.tile_of(unit, j)
-                if cutlass.const_expr(i % grp == 0):
-                    src = gS[(None, (local, (tile * (cfg.chunks // grp) + c // grp) * 32 + lane))]
-                    if cutlass.const_expr(j == 0):
-                        scales.append([])
-                    r = cute.make_rmem_tensor_like(src)
-                    cute.autovec_copy(src, r)
-                    scales[-1].append(r)
-                src = gA[(None, (local, (tile * cfg.chunks + c) * 32 + lane))]
-                r = cute.make_rmem_tensor_like(src)
-                cute.autovec_copy(src, r)
-                row.append(r)
-            codes.append(row)
-        return codes, scales
+                cute.copy(atom, _vec(gA[(None, (local, (tile * cfg.chunks + c) * 32 + lane))]),
+                          _vec(sA[None, lane, j, i, warp, st]))
+                if cutlass.const_expr(i % grp == 0):  # the warp's 32 scale vectors: 64 G contiguous bytes
+                    if lane < 4 * grp:
+                        cute.copy(atom, _vec(gS[(None, (local, (tile * (cfg.chunks // grp) + c // grp) * 4 * grp + lane))]),
+                                  _vec(sSw[None, lane, j, i // grp, warp, st]))
+
+    @property
+    def token_words(self) -> int:
+        """32-bit registers of one chunk's token operand."""
+        return 8
+
+    @property
+    def keeps_tokens(self) -> bool:
+        """Whether the first pass's token operands stay in registers across the expert's items
+        (a long K slice would need too many: then each item loads them)."""
+        return self.cfg.stages > 0 and self.cfg.per_warp * self.token_words <= MAX_TOKEN_REGS
 
     @cute.jit
-    def mainloop(self, mX, xg, mCodes, mScales, pre, local, unit, warp, lane, sPairs, base, n):
-        """This warp's K slice of the unit's two 16-row tiles times up to 8 pairs."""
+    def load_tokens(self, rTok, mX, xg, warp, lane, sPairs, n):
+        """The first pass's token operands of this warp's K slice, kept while the expert is."""
+        row = self.token_row(sPairs[cutlass.min(lane // 4, n - 1)])  # padding columns repeat a real row
+        for i in cutlass.range_constexpr(self.cfg.per_warp):
+            tok = self.token_operand(mX, xg, row, warp * self.cfg.per_warp + i, lane)
+            for w in cutlass.range_constexpr(self.token_words):
+                rTok[i * self.token_words + w] = Uint32(tok[w])
+
+    @cute.jit
+    def weights_of(self, w_args, j, i, warp, lane, st):
+        """(scale vector, code vector) of the lane for tile ``j`` and its ``i``-th chunk: from
+        the ring stage, or from global memory (no ring)."""
         cfg = self.cfg
-        per_warp, npre = self._slice()
-        if cutlass.const_expr(pre is None):
-            npre = 0
         grp = cfg.group
-        row = self.token_row(sPairs[cutlass.min(base + lane // 4, n - 1)])  # padding columns repeat a real row
-        gA = cute.zipped_divide(mCodes, (1, 4))
-        gS = cute.zipped_divide(mScales, (1, 2 * grp))
+        if cutlass.const_expr(cfg.stages == 0):
+            mCodes, mScales, local, unit = w_args
+            tile = self.tile_of(unit, j)
+            c = warp * cfg.per_warp + i
+            gS = cute.zipped_divide(mScales, (1, 2 * grp))
+            return (gS[(None, (local, (tile * (cfg.chunks // grp) + c // grp) * 32 + lane))],
+                    cute.zipped_divide(mCodes, (1, 4))[(None, (local, (tile * cfg.chunks + c) * 32 + lane))])
+        sA, sS = w_args
+        return sS[None, lane, j, i // grp, warp, st], sA[None, lane, j, i, warp, st]
+
+    @cute.jit
+    def mainloop(self, mX, xg, rTok, w_args, st, warp, lane, sPairs, base, n):
+        """This warp's K slice of the item's two 16-row tiles (weights from stage ``st``) times up
+        to 8 pairs (tokens from ``rTok``, or loaded for a later pass)."""
+        cfg = self.cfg
+        grp = cfg.group
+        row = self.token_row(sPairs[cutlass.min(base + lane // 4, n - 1)])
         acc = cute.make_rmem_tensor(cute.make_layout(4 * TILES_PER_UNIT), Float32)
         for i in cutlass.range_constexpr(4 * TILES_PER_UNIT):
             acc[i] = Float32(0.0)
-        pre_codes, pre_scales = pre if pre is not None else ([], [])
         rS = [None] * TILES_PER_UNIT
-        for i in cutlass.range_constexpr(per_warp):
-            c = warp * per_warp + i
-            tok = self.token_operand(mX, xg, row, c, lane)
+        for i in cutlass.range_constexpr(cfg.per_warp):
+            if cutlass.const_expr(rTok is None):  # a later pass: this pass's pairs, loaded now
+                fresh = self.token_operand(mX, xg, row, warp * cfg.per_warp + i, lane)
+                tok = [Uint32(fresh[w]) for w in range(self.token_words)]
+            else:
+                tok = [rTok[i * self.token_words + w] for w in range(self.token_words)]
             for j in cutlass.range_constexpr(TILES_PER_UNIT):
-                tile = self.tile_of(unit, j)
-                if cutlass.const_expr(i < npre):
-                    rA = pre_codes[i][j]
-                    if cutlass.const_expr(i % grp == 0):
-                        rS[j] = pre_scales[i // grp][j]
-                else:
-                    if cutlass.const_expr(i % grp == 0):
-                        src = gS[(None, (local, (tile * (cfg.chunks // grp) + c // grp) * 32 + lane))]
-                        rS[j] = cute.make_rmem_tensor_like(src)
-                        cute.autovec_copy(src, rS[j])
-                    src = gA[(None, (local, (tile * cfg.chunks + c) * 32 + lane))]
-                    rA = cute.make_rmem_tensor_like(src)
-                    cute.autovec_copy(src, rA)
+                src_s, src_a = self.weights_of(w_args, j, i, warp, lane, st)
+                if cutlass.const_expr(i % grp == 0):
+                    rS[j] = cute.make_rmem_tensor_like(src_s)
+                    cute.autovec_copy(src_s, rS[j])
+                rA = cute.make_rmem_tensor_like(src_a)
+                cute.autovec_copy(src_a, rA)
                 self.tile_mma(acc, j, rA, rS[j], i % grp, tok)
         return acc
 
@@ -495,36 +570,6 @@ class DecodeGemvSm90:
                 mOut[pairs[v % 2], blk * 16 + lane // 4 + 8 * (v // 2)] = out_t(vals[v])
 
     @cute.jit
-    def arrive(self, mPart, mOut, mCount, sIds, sInfo, unit, tidx, n):
-        """FC2: count this expert's pairs in for the unit; the CTA that completes the count
-        sums the unit's 32 output columns over the local slots, in slot order, and re-arms
-        the counter (so the workspace stays zeroed between calls)."""
-        cfg = self.cfg
-        cute.arch.fence_acq_rel_gpu()  # this CTA's FP32 rows are visible before it counts in
-        cute.arch.sync_threads()
-        if tidx == 0:
-            old = cute.arch.atomic_add((mCount.iterator + unit), n, sem="acq_rel", scope="gpu")
-            sInfo[2] = Int32(old + n == sInfo[1])
-        cute.arch.sync_threads()
-        if sInfo[2] != 0:
-            cute.arch.fence_acq_rel_gpu()
-            cols = 16 * TILES_PER_UNIT
-            m = mOut.shape[0]
-            for idx in cutlass.range(tidx, m * cols, 32 * cfg.warps, unroll=4):  # independent loads in flight
-                tok = idx // cols
-                col = unit * cols + idx - tok * cols
-                acc = Float32(0.0)
-                for k in cutlass.range_constexpr(cfg.top_k):
-                    q = tok * cfg.top_k + k
-                    le = sIds[q] - cfg.expert_offset
-                    if le >= 0 and le < cfg.experts:
-                        ptr = (mPart.iterator + (q * cfg.out_cols + col))
-                        acc = acc + Float32(cute.arch.load(ptr, Float32, cop="cg"))
-                mOut[tok, col] = TOKEN_DTYPES[cfg.dtype][0](acc)
-            if tidx == 0:
-                mCount[unit] = 0
-
-    @cute.jit
     def swiglu(self, gate, up):
         cfg = self.cfg
         if cutlass.const_expr(cfg.limit is not None):
@@ -534,14 +579,79 @@ class DecodeGemvSm90:
         return gate * sig * (up + Float32(cfg.beta))
 
 
+class SlotSum:
+    """The layer output: ``out[t] = sum_k fc2[t k]`` over the token's local slots, in slot order
+    (bitwise reproducible; ids outside the rank's experts are skipped, so a token with none
+    gets 0). A programmatic dependent launch after FC2; each thread sums 4 columns."""
+
+    family = "moe_decode_slot_sum"
+    threads = 256
+
+    def __init__(self, config: GemvConfig):
+        self.cfg = config  # the FC2 config: hidden size, top-k, local experts, dtype
+
+    def compile(self, target: Target, *, tvm_ffi: bool):
+        cfg = self.cfg
+        p, m = cute.sym_int32(), cute.sym_int32()
+        args = (
+            make_fake_compact_tensor(Int32, (p,), assumed_align=4),
+            make_fake_compact_tensor(Float32, (p, cfg.out_cols), stride_order=(1, 0), assumed_align=16),
+            make_fake_compact_tensor(TOKEN_DTYPES[cfg.dtype][0], (m, cfg.out_cols), stride_order=(1, 0),
+                                     assumed_align=8),
+            make_fake_stream(),
+        )
+        return cute.compile(self, *args, options=compile_options(target, tvm_ffi))
+
+    @cute.jit
+    def __call__(self, mIds, mPart, mOut, stream):
+        vecs = mOut.shape[0] * (self.cfg.out_cols // 4)
+        self.kernel(mIds, mPart, mOut).launch(grid=[(vecs + self.threads - 1) // self.threads, 1, 1],
+                                              block=[self.threads, 1, 1], stream=stream, use_pdl=True)
+
+    @cute.kernel
+    def kernel(self, mIds, mPart, mOut):
+        cfg = self.cfg
+        tidx, _, _ = cute.arch.thread_idx()
+        bidx, _, _ = cute.arch.block_idx()
+        per_row = cfg.out_cols // 4
+        v = bidx * self.threads + tidx
+        cute.arch.griddepcontrol_wait()  # FC2's rows are complete and visible
+        if v < mOut.shape[0] * per_row:
+            tok = v // per_row
+            col = v - tok * per_row
+            acc = cute.make_rmem_tensor(cute.make_layout(4), Float32)
+            for i in cutlass.range_constexpr(4):
+                acc[i] = Float32(0.0)
+            for k in cutlass.range_constexpr(cfg.top_k):
+                q = tok * cfg.top_k + k
+                le = mIds[q] - cfg.expert_offset
+                if le >= 0 and le < cfg.experts:
+                    src = cute.zipped_divide(mPart, (1, 4))[(None, (q, col))]
+                    r = cute.make_rmem_tensor_like(src)
+                    cute.autovec_copy(src, r)
+                    for i in cutlass.range_constexpr(4):
+                        acc[i] = acc[i] + r[i]
+            dst = cute.zipped_divide(mOut, (1, 4))[(None, (tok, col))]
+            rO = cute.make_rmem_tensor_like(dst)
+            rO.store(acc.load().to(TOKEN_DTYPES[cfg.dtype][0]))
+            cute.autovec_copy(rO, dst)
+
+
+def _vec(t):
+    """A 16-byte vector (4 int32) as the rank-1 tensor cp.async's copy atom takes."""
+    return cute.make_tensor(t.iterator, cute.make_layout(4))
+
+
 def padded_intermediate(intermediate: int, mma: str) -> int:
     """``I_pad``: the intermediate size padded to the MMA layout's K alignment (FC2's K)."""
     return round_up(intermediate, K_ALIGN[mma])
 
 
-def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_k: int, dtype: str = "bfloat16",
-                  mma: str = "m16n8k16", expert_offset: int = 0) -> tuple[GemvConfig, GemvConfig]:
-    """The (FC1, FC2) kernel configs of a layer: FC1 halves and FC2's K padded to ``I_pad``."""
+def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_k: int, dtype: str,
+                  target: Target, expert_offset: int = 0) -> tuple[GemvConfig, GemvConfig]:
+    """The (FC1, FC2) kernel configs of a layer on ``target``: FC1 halves and FC2's K padded to
+    ``I_pad`` for the tier's MMA; CTAs per SM and ring stages sized to the SM's shared memory."""
+    mma = fused_decode_class(target.tier).kernel_cls.mma
     i_pad = padded_intermediate(intermediate, mma)
     common = dict(dtype=dtype, experts=experts, expert_offset=expert_offset, top_k=top_k,
                   max_pairs=DECODE_MAX_TOKENS * top_k, mma=mma)
@@ -549,7 +659,12 @@ def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_
                      activation=activation.kind, alpha=activation.alpha, beta=activation.beta, limit=activation.limit,
                      **common)
     fc2 = GemvConfig("fc2", k=i_pad, rows=hidden, out_cols=hidden, **common)
-    return fc1, fc2
+
+    def sized(cfg):
+        ctas, stages = occupancy(cfg.warps, cfg.stage_bytes, cfg.fixed_smem, target.smem_per_sm)
+        return dataclasses.replace(cfg, stages=stages, ctas_per_sm=ctas)
+
+    return sized(fc1), sized(fc2)
 
 
 # -- host side ---------------------------------------------------------------------------------
@@ -600,6 +715,7 @@ class FusedDecode:
         self.fc2 = _pack(w.w2, w.w2_scale, self.fc2_layout)
         self.fc1_scalars, self.fc2_scalars = self.expert_scalars(w)
         self._bound: dict = {}
+        self._sms: int | None = None
 
     # -- tier ----------------------------------------------------------------------------------
     @classmethod
@@ -634,42 +750,42 @@ class FusedDecode:
     def configs(self, dtype: str, top_k: int) -> tuple[GemvConfig, GemvConfig]:
         w = self.weights
         return phase_configs(w.hidden_size, w.intermediate_size, w.num_experts, self.activation, top_k, dtype,
-                             self.kernel_cls.mma, self.parallel.expert_offset)
+                             self.target, self.parallel.expert_offset)
 
     def compile_all(self, dtype: str, top_k: int) -> list:
         """Compile (or load) both phases for (dtype, top_k) and allocate their workspace, so a
         decode call (perhaps a CUDA-graph warm-up) neither compiles nor allocates."""
         key = (dtype, top_k)
         if key not in self._bound:
-            kernels = [compile_phase(cfg, self.target, cache=self.cache, tvm_ffi=self.tvm_ffi)
-                       for cfg in self.configs(dtype, top_k)]
+            cfgs = self.configs(dtype, top_k)
+            kernels = [compile_phase(cfg, self.target, cache=self.cache, tvm_ffi=self.tvm_ffi) for cfg in cfgs]
+            kernels.append(compile_slot_sum(cfgs[1], self.target, cache=self.cache, tvm_ffi=self.tvm_ffi))
             tdt = TOKEN_DTYPES[dtype][1]
             ws = torch.zeros(self.workspace_bytes(DECODE_MAX_TOKENS - 1, top_k, tdt), dtype=torch.uint8,
                              device=self.weights.device)
-            self._bound[key] = (kernels, ws, {})
+            self._bound[key] = (kernels, cfgs, ws, {})
         return self._bound[key][0]
 
-    # workspace: [counters (FC2 units, int32) | intermediate (per pair) | FP32 rows]
-    def _sizes(self, pairs: int, dtype: torch.dtype) -> tuple[int, int, int]:
-        counters = round_up(4 * self._fc2_units, 256)
-        inter = round_up(self.intermediate_bytes(pairs, dtype), 256)
-        return counters, inter, pairs * self.weights.hidden_size * 4
+    def grid(self, cfg: GemvConfig, pairs: int) -> int:
+        """CTAs of a phase's persistent grid: no more than stay resident (static work ranges
+        must all run at once), no more than the items of ``pairs`` routed pairs."""
+        if self._sms is None:
+            self._sms = sm_count(self.weights.device)
+        return max(1, min(cfg.units * min(pairs, cfg.experts), cfg.ctas_per_sm * self._sms))
 
-    @property
-    def _fc2_units(self) -> int:
-        return self.weights.hidden_size // (16 * TILES_PER_UNIT)
+    # workspace: [intermediate (per pair) | FP32 rows of FC2 (per pair)]
+    def _sizes(self, pairs: int, dtype: torch.dtype) -> tuple[int, int]:
+        return round_up(self.intermediate_bytes(pairs, dtype), 256), pairs * self.weights.hidden_size * 4
 
     def workspace_bytes(self, num_tokens: int, top_k: int, dtype: torch.dtype) -> int:
-        """Scratch bytes for a batch. A caller-owned workspace must be zero-filled before its
-        first use; the kernels leave it that way (only the counters need it)."""
+        """Scratch bytes for a batch (any contents: every byte read is written first in the call)."""
         return sum(self._sizes(num_tokens * top_k, dtype))
 
     def _views(self, ws: torch.Tensor, pairs: int, dtype: torch.dtype):
-        nc, ni, npart = self._sizes(pairs, dtype)
-        counters = ws[:nc].view(torch.int32)[: self._fc2_units]
-        inter = self.intermediate_view(ws[nc : nc + ni], pairs, dtype)
-        part = ws[nc + ni : nc + ni + npart].view(torch.float32).view(pairs, -1)
-        return counters, inter, part
+        ni, npart = self._sizes(pairs, dtype)
+        inter = self.intermediate_view(ws[:ni], pairs, dtype)
+        part = ws[ni : ni + npart].view(torch.float32).view(pairs, -1)
+        return inter, part
 
     def __call__(self, x, ids, weights, out, workspace: torch.Tensor | None = None) -> None:
         m, top_k = ids.shape
@@ -678,21 +794,23 @@ class FusedDecode:
         dname = _DTYPE_NAMES[x.dtype]
         if (dname, top_k) not in self._bound:
             self.compile_all(dname, top_k)
-        (k1, k2), own, views = self._bound[(dname, top_k)]
+        (k1, k2, k3), (c1, c2), own, views = self._bound[(dname, top_k)]
         if workspace is None:
             if m not in views:
                 views[m] = self._views(own, m * top_k, x.dtype)
-            counters, inter, part = views[m]
+            inter, part = views[m]
         else:
             need = self.workspace_bytes(m, top_k, x.dtype)
             if workspace.dtype != torch.uint8 or workspace.numel() < need or workspace.device != x.device:
                 raise ValueError(f"workspace: expected a uint8 tensor of at least {need} bytes on {x.device}, got "
                                  f"{workspace.dtype} with {workspace.numel()} elements on {workspace.device}")
-            counters, inter, part = self._views(workspace, m * top_k, x.dtype)
+            inter, part = self._views(workspace, m * top_k, x.dtype)
         flat_ids, flat_w = ids.reshape(-1), weights.reshape(-1)
         x1, x2 = self.kernel_tokens(x, inter)
-        launch(k1, flat_ids, flat_w, x1, *self.fc1, self.fc1_scalars, inter, out, counters)
-        launch(k2, flat_ids, flat_w, x2, *self.fc2, self.fc2_scalars, part, out, counters)
+        pairs = m * top_k
+        launch(k1, flat_ids, flat_w, x1, *self.fc1, self.fc1_scalars, inter, self.grid(c1, pairs))
+        launch(k2, flat_ids, flat_w, x2, *self.fc2, self.fc2_scalars, part, self.grid(c2, pairs))
+        launch(k3, flat_ids, part, out)
 
 
 _DTYPE_NAMES = {tdt: name for name, (_, tdt) in TOKEN_DTYPES.items()}
@@ -707,6 +825,15 @@ def fused_decode_class(tier: str) -> type[FusedDecode]:
     if tier == FusedDecode.tier:
         return FusedDecode
     raise UnsupportedArchError(f"no fused decode kernel for tier {tier}; supported tiers: sm90, sm120")
+
+
+def compile_slot_sum(fc2: GemvConfig, target: Target, *, cache: KernelCache | None = None,
+                     tvm_ffi: bool | None = None):
+    """The slot-order sum after FC2 (tier-neutral), compiled for ``target`` (or loaded from the cache)."""
+    kernel = SlotSum(fc2)
+    tvm_ffi = have_tvm_ffi() if tvm_ffi is None else tvm_ffi
+    key = CompileKey(kernel.family, target.name, fc2, tvm_ffi)
+    return (cache or default_cache()).get(key, lambda: kernel.compile(target, tvm_ffi=tvm_ffi))
 
 
 def compile_phase(cfg: GemvConfig, target: Target, *, cache: KernelCache | None = None, tvm_ffi: bool | None = None):

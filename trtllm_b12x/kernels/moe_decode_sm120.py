@@ -73,6 +73,10 @@ class DecodeGemvSm120(DecodeGemvSm90):
     def operand_scale(dtype: str) -> float:
         return 1.0  # block-scaled operands carry their true scale
 
+    @property
+    def token_words(self) -> int:
+        return 3  # two code words and the chunk's scale word
+
     @cute.jit
     def token_operand(self, mX, xg, row, c, lane):
         """``[b0, b1, scale word]``: K ``[8 t, 8 t + 8)`` and ``[32 + 8 t, 32 + 8 t + 8)`` of chunk ``c``."""
