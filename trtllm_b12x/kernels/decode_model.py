@@ -60,6 +60,6 @@ def decode_sm120_model(fused, x: torch.Tensor, topk_ids: torch.Tensor, topk_weig
         alpha2 = fused.fc2_scalars[e, 0].float()
         part[q] = _gemv(*fused.fc2, fused.fc2_layout, e, rd, rs) * alpha2 * rw[q, None]
     out = torch.zeros(m, w.hidden_size, dtype=torch.float32, device=x.device)
-    for k in range(top_k):  # slot order, as the FC2 last-arrival sum
+    for k in range(top_k):  # slot order, as the slot-sum launch
         out += part[k::top_k]
     return out

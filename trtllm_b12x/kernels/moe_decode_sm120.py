@@ -1,8 +1,8 @@
 """SM120/SM121 tier of the fused MoE decode: W4A4 on the block-scaled FP4 warp MMA.
 
-Everything but the operands is the Hopper kernel of :mod:`.moe_decode` — expert selection,
-pair gathering, weight prefetch, K split over warps, the reduction, the FC2 last-arrival
-sum, the workspace and the launches. This variant replaces:
+Everything but the operands is the Hopper kernel of :mod:`.moe_decode` — the persistent
+grid, expert list, pair gathering, the cp.async weight ring, K split over warps, the
+reduction, the slot sum, the workspace and the launches. This variant replaces:
 
 * the MMA: ``mma.sync.m16n8k64 kind::mxf4nvf4.block_scale.scale_vec::4X`` with UE4M3 scales,
   one per chunk and tile instead of four m16n8k16; the weight codes go in as loaded (the
