@@ -58,6 +58,16 @@ MAX_STAGES = 4  # work items in flight per CTA (shared-memory ring)
 RESERVED_SMEM = 1024  # shared memory the hardware reserves per resident CTA
 
 
+@cute.jit
+def warp_append(hit, value, lane, dst, count):
+    """Warp-wide ordered append: the lanes with ``hit`` write ``value`` to ``dst[count + rank]``
+    in lane order (one ballot); returns the new count."""
+    bits = Uint32(cute.arch.vote_ballot_sync(hit))
+    if hit:
+        dst[count + Int32(cute.arch.popc(bits & ((Uint32(1) << Uint32(lane)) - Uint32(1))))] = value
+    return count + Int32(cute.arch.popc(bits))
+
+
 def split_k(chunks: int, mma: str = "m16n8k16") -> tuple[int, int]:
     """(warps sharing the K loop, chunks per scale load) for ``chunks`` 64-wide K chunks:
     up to ``MAX_WARPS`` warps so each has about ``CHUNKS_PER_WARP`` chunks, then the widest
@@ -328,15 +338,11 @@ class DecodeGemvSm90:
     @cute.jit
     def list_experts(self, sSeen, lane, sList, sInfo):
         """Warp 0: the present local experts in ascending order (one ballot per 32 experts)."""
-        below = (Uint32(1) << Uint32(lane)) - Uint32(1)
         count = Int32(0)
         for i in cutlass.range_constexpr((self.cfg.experts + 31) // 32):
             e = 32 * i + lane
             hit = (e < self.cfg.experts) & (sSeen[cutlass.min(e, self.cfg.experts - 1)] != Uint8(0))
-            bits = Uint32(cute.arch.vote_ballot_sync(hit))
-            if hit:
-                sList[count + Int32(cute.arch.popc(bits & below))] = e
-            count = count + Int32(cute.arch.popc(bits))
+            count = warp_append(hit, e, lane, sList, count)
         if lane == 0:
             sInfo[3] = count
 
@@ -344,14 +350,9 @@ class DecodeGemvSm90:
     def gather(self, sIds, eid, npairs, lane, sPairs, sInfo):
         """Warp 0 lists, in routing order, every pair of expert ``eid``."""
         count = Int32(0)
-        below = (Uint32(1) << Uint32(lane)) - Uint32(1)
         for base in cutlass.range(0, npairs, 32):
             q = base + lane
-            hit = (q < npairs) & (sIds[cutlass.min(q, npairs - 1)] == eid)
-            mask = Uint32(cute.arch.vote_ballot_sync(hit))
-            if hit:
-                sPairs[count + Int32(cute.arch.popc(mask & below))] = q
-            count = count + Int32(cute.arch.popc(mask))
+            count = warp_append((q < npairs) & (sIds[cutlass.min(q, npairs - 1)] == eid), q, lane, sPairs, count)
         if lane == 0:
             sInfo[0] = count
 
