@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import cutlass
 import cutlass.cute as cute
 import torch
-from cutlass import Float32, Int32, Uint8, Uint32
+from cutlass import Float32, Int16, Int32, Uint8, Uint32
 from cutlass.cute.nvgpu import cpasync
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
@@ -138,6 +138,8 @@ class GemvConfig:
         FragmentLayout(self.rows, self.k, self.group, self.mma)  # validates the shape
         if not 0 < self.experts <= MAX_EXPERTS:
             raise ValueError(f"GemvConfig: {self.experts} local experts; supported: 1..{MAX_EXPERTS}")
+        if not 0 < self.max_pairs < 1 << 15:
+            raise ValueError(f"GemvConfig: max_pairs={self.max_pairs}; supported: 1..32767 (int16 pair indices)")
         if self.rows % (16 * TILES_PER_UNIT):
             raise ValueError(f"GemvConfig: rows={self.rows} must be a multiple of {16 * TILES_PER_UNIT}")
 
@@ -172,10 +174,21 @@ class GemvConfig:
         return 32 * self.warps * self.per_warp * TILES_PER_UNIT * 18
 
     @property
+    def list_capacity(self) -> int:
+        """Work-list entries at most: one per present expert, one more per further 8 pairs."""
+        return min(self.experts, self.max_pairs) + self.max_pairs // PAIRS_PER_PASS
+
+    @property
+    def pass_bits(self) -> int:
+        """Bits of an expert's pass count (at most all pairs on one expert)."""
+        return max(1, (-(-self.max_pairs // PAIRS_PER_PASS)).bit_length())
+
+    @property
     def fixed_smem(self) -> int:
-        """Shared memory besides the ring: ids, pair list, presence bytes, expert list, split-K sums."""
-        return (2 * round_up(4 * self.max_pairs, 16) + MAX_EXPERTS + 4 * MAX_EXPERTS + 32
-                + 4 * 4 * TILES_PER_UNIT * 32 * self.warps + 128)
+        """Shared memory besides the ring: local ids and the pair list (int16), pair counts, work
+        list, info, split-K sums (two buffers)."""
+        return (2 * round_up(2 * self.max_pairs, 16) + round_up(4 * self.experts, 16)
+                + round_up(4 * self.list_capacity, 16) + 32 + 2 * 4 * 4 * TILES_PER_UNIT * 32 * self.warps + 128)
 
     @property
     def smem_bytes(self) -> int:
@@ -183,6 +196,8 @@ class GemvConfig:
 
 
 EXPERT_SCALARS = 4  # per local expert, FP32: output multiplier of tile 0, of tile 1, input-quant and output-quant globals
+ENTRY_PASS_SHIFT = 16  # a work-list entry: local expert | pass << 16 (pass p: the expert's pairs 8p .. 8p+7)
+ENTRY_EXPERT = (1 << ENTRY_PASS_SHIFT) - 1
 
 
 class DecodeGemvSm90:
@@ -245,33 +260,33 @@ class DecodeGemvSm90:
         lane = tidx % 32
 
         smem = cutlass.memory.SmemAllocator()
-        sIds = smem.allocate_tensor(Int32, cute.make_layout(cfg.max_pairs), 16)
-        sPairs = smem.allocate_tensor(Int32, cute.make_layout(cfg.max_pairs), 16)
-        sSeen = smem.allocate_tensor(Uint8, cute.make_layout(MAX_EXPERTS), 16)  # experts present in the batch
-        sList = smem.allocate_tensor(Int32, cute.make_layout(MAX_EXPERTS), 16)  # present local experts, ascending
-        sInfo = smem.allocate_tensor(Int32, cute.make_layout(8), 16)  # see below
-        sRed = smem.allocate_tensor(Float32, cute.make_layout((4 * TILES_PER_UNIT, 32, cfg.warps)), 16)
+        sIds = smem.allocate_tensor(Int16, cute.make_layout(cfg.max_pairs), 16)  # local expert per pair, or -1
+        sPairs = smem.allocate_tensor(Int16, cute.make_layout(cfg.max_pairs), 16)  # the current expert's pairs
+        sCount = smem.allocate_tensor(Int32, cute.make_layout(cfg.experts), 16)  # pairs per local expert
+        sList = smem.allocate_tensor(Int32, cute.make_layout(cfg.list_capacity), 16)  # work entries, see list_entries
+        sInfo = smem.allocate_tensor(Int32, cute.make_layout(8), 16)  # 0: pairs of the current expert, 3: entries
+        sRed = smem.allocate_tensor(Float32, cute.make_layout((4 * TILES_PER_UNIT, 32, cfg.warps, 2)), 16)
         sA, sS, sSw = self.ring(smem) if cfg.stages > 0 else (None, None, None)
-        # sInfo: 0 pairs of the current expert, 3 experts present
 
         cute.arch.griddepcontrol_launch_dependents()  # the next launch's prologue may start
         npairs = mIds.shape[0]
         for e in cutlass.range(tidx, cfg.experts, threads):
-            sSeen[e] = Uint8(0)
+            sCount[e] = Int32(0)
         cute.arch.sync_threads()
         for q in cutlass.range(tidx, npairs, threads):  # one round of independent loads
-            eid = mIds[q]
-            sIds[q] = eid
-            le = eid - cfg.expert_offset
-            if le >= 0 and le < cfg.experts:
-                sSeen[le] = Uint8(1)  # plain stores: same-value writers need no atomics
+            le = mIds[q] - cfg.expert_offset
+            mine = le >= 0 and le < cfg.experts
+            sIds[q] = Int16(le if mine else -1)
+            if mine:
+                cute.arch.atomic_add(sCount.iterator + le, Int32(1), scope="cta")
         cute.arch.sync_threads()
         if warp == 0:
-            self.list_experts(sSeen, lane, sList, sInfo)
+            self.list_entries(sCount, lane, sList, sInfo)
         cute.arch.sync_threads()
 
-        # work item = (present expert, unit), expert-major; each CTA takes one contiguous range,
-        # so consecutive items mostly share the expert (its pair list and token registers)
+        # work item = (entry, unit), entry-major; each CTA takes one contiguous range, so
+        # consecutive items mostly share the entry (its pairs and token registers). Every item
+        # has at most 8 pairs: an expert with more has one entry per 8, so equal ranges are equal work
         items = cfg.units * sInfo[3]
         start = cta * items // ctas
         end = (cta + 1) * items // ctas
@@ -283,32 +298,47 @@ class DecodeGemvSm90:
             cute.arch.griddepcontrol_wait()  # FC1's intermediate is complete and visible
 
         rTok = cute.make_rmem_tensor(cute.make_layout(cfg.per_warp * self.token_words), Uint32)
-        xg = Float32(0.0)
+        rScal = cute.make_rmem_tensor(cute.make_layout(EXPERT_SCALARS), Float32)  # the expert's globals
+        rPair = cute.make_rmem_tensor(cute.make_layout(2), Int32)  # epilogue: pairs 2t, 2t+1 of the entry
+        rWt = cute.make_rmem_tensor(cute.make_layout(2), Float32)  # ... and their router weights (FC2)
         cur = Int32(-1)
+        n = Int32(0)
+        base = Int32(0)
+        row = Int32(0)
         for it in cutlass.range(start, end):
             st = (it - start) % max(cfg.stages, 1)
             slot = it // cfg.units
             unit = it - slot * cfg.units
-            local = sList[slot]
-            if local != cur:  # uniform over the CTA
-                if warp == 0:
-                    self.gather(sIds, local + cfg.expert_offset, npairs, lane, sPairs, sInfo)
-                cute.arch.sync_threads()
-                xg = mGlobal[local, 2]  # the token operand's quantization global (block-scaled tiers)
+            entry = sList[slot]
+            local = entry & ENTRY_EXPERT
+            if entry != cur:  # uniform over the CTA
+                if local != (cur & ENTRY_EXPERT):
+                    if warp == 0:
+                        self.gather(sIds, local, npairs, lane, sPairs, sInfo)
+                    cute.arch.sync_threads()
+                    for c in cutlass.range_constexpr(EXPERT_SCALARS):
+                        rScal[c] = mGlobal[local, c]
+                n = sInfo[0]
+                base = (entry >> ENTRY_PASS_SHIFT) * PAIRS_PER_PASS
+                # everything the entry's items need from the pair list, read once: sPairs is only
+                # rewritten after a reduction barrier that every warp has passed
+                row = self.token_row(Int32(sPairs[cutlass.min(base + lane // 4, n - 1)]))  # padding repeats a real row
+                for p in cutlass.range_constexpr(2):
+                    rPair[p] = Int32(sPairs[cutlass.min(base + 2 * (lane % 4) + p, n - 1)])
+                    if cutlass.const_expr(cfg.phase == "fc2"):
+                        rWt[p] = mW[rPair[p]]
                 if cutlass.const_expr(self.keeps_tokens):
-                    self.load_tokens(rTok, mX, xg, warp, lane, sPairs, sInfo[0])
-                cur = local
+                    self.load_tokens(rTok, mX, rScal[2], warp, lane, row)
+                cur = entry
             w_args = (mCodes, mScales, local, unit)
             if cutlass.const_expr(cfg.stages > 0):
                 cute.arch.cp_async_wait_group(cfg.stages - 1)  # this thread's copies of item `it` landed
-                cute.arch.sync_threads()  # ... and every thread's (scale blocks are copied by a few lanes)
+                cute.arch.sync_warp()  # ... and its warp's (a warp reads only the slice it copied)
                 w_args = (sA, sS)
-            n = sInfo[0]
-            args = (mX, xg, mW, mGlobal, mPart, w_args, st, local, unit, warp, lane, sPairs, sRed)
-            self.one_pass(*args, rTok if self.keeps_tokens else None, 0, n)
-            for base in cutlass.range(PAIRS_PER_PASS, n, PAIRS_PER_PASS):  # more than 8 pairs (rare)
-                self.one_pass(*args, None, base, n)
-            if cutlass.const_expr(cfg.stages > 0):
+            acc = self.mainloop(mX, rScal[2], rTok if self.keeps_tokens else None, w_args, st, warp, lane, row)
+            self.reduce_store(acc, (it - start) % 2, warp, lane, sRed, rScal, rPair, rWt, mPart, local, unit,
+                              base, n)
+            if cutlass.const_expr(cfg.stages > 0):  # the stage was read before the reduction's barrier
                 if it + cfg.stages < end:
                     self.issue(mCodes, mScales, sSw, sA, sList, it + cfg.stages, st, warp, lane)
                 cute.arch.cp_async_commit_group()
@@ -327,32 +357,41 @@ class DecodeGemvSm90:
         return sA, sS, sSw
 
     @cute.jit
-    def one_pass(self, mX, xg, mW, mGlobal, mPart, w_args, st, local, unit, warp, lane, sPairs, sRed, rTok, base, n):
-        """Up to 8 pairs x the item: the split K, its sum over warps, the epilogue (warp 0)."""
-        acc = self.mainloop(mX, xg, rTok, w_args, st, warp, lane, sPairs, base, n)
-        total = self.reduce_warps(acc, warp, lane, sRed)
-        if warp == 0:
-            self.epilogue(total, mW, mGlobal, mPart, local, unit, lane, sPairs, base, n)
-        cute.arch.sync_threads()  # sRed, sPairs and the stage are free again
-
-    @cute.jit
-    def list_experts(self, sSeen, lane, sList, sInfo):
-        """Warp 0: the present local experts in ascending order (one ballot per 32 experts)."""
+    def list_entries(self, sCount, lane, sList, sInfo):
+        """Warp 0: the work list. Per present local expert, ascending, one entry per 8 of its
+        pairs: ``expert | pass << ENTRY_PASS_SHIFT`` (one ballot per 32 experts; an exclusive
+        prefix sum of the pass counts, a few ballots more, where an expert has more than 8)."""
+        cfg = self.cfg
         count = Int32(0)
-        for i in cutlass.range_constexpr((self.cfg.experts + 31) // 32):
+        below = (Uint32(1) << Uint32(lane)) - Uint32(1)
+        for i in cutlass.range_constexpr((cfg.experts + 31) // 32):
             e = 32 * i + lane
-            hit = (e < self.cfg.experts) & (sSeen[cutlass.min(e, self.cfg.experts - 1)] != Uint8(0))
-            count = warp_append(hit, e, lane, sList, count)
+            c = sCount[cutlass.min(e, cfg.experts - 1)]
+            if e >= cfg.experts:
+                c = Int32(0)
+            passes = (c + PAIRS_PER_PASS - 1) // PAIRS_PER_PASS
+            if Uint32(cute.arch.vote_ballot_sync(passes > 1)) != Uint32(0):
+                first = Int32(0)
+                total = Int32(0)
+                for b in cutlass.range_constexpr(cfg.pass_bits):
+                    bits = Uint32(cute.arch.vote_ballot_sync(((passes >> b) & 1) != 0))
+                    first = first + (Int32(cute.arch.popc(bits & below)) << b)
+                    total = total + (Int32(cute.arch.popc(bits)) << b)
+                for p in cutlass.range(passes):
+                    sList[count + first + p] = e | (p << ENTRY_PASS_SHIFT)
+                count = count + total
+            else:
+                count = warp_append(passes > 0, e, lane, sList, count)
         if lane == 0:
             sInfo[3] = count
 
     @cute.jit
-    def gather(self, sIds, eid, npairs, lane, sPairs, sInfo):
-        """Warp 0 lists, in routing order, every pair of expert ``eid``."""
+    def gather(self, sIds, local, npairs, lane, sPairs, sInfo):
+        """Warp 0 lists, in routing order, every pair of local expert ``local``."""
         count = Int32(0)
         for base in cutlass.range(0, npairs, 32):
             q = base + lane
-            count = warp_append((q < npairs) & (sIds[cutlass.min(q, npairs - 1)] == eid), q, lane, sPairs, count)
+            count = warp_append((q < npairs) & (Int32(sIds[cutlass.min(q, npairs - 1)]) == local), Int16(q), lane, sPairs, count)
         if lane == 0:
             sInfo[0] = count
 
@@ -376,7 +415,7 @@ class DecodeGemvSm90:
         grp = cfg.group
         slot = it // cfg.units
         unit = it - slot * cfg.units
-        local = sList[slot]
+        local = sList[slot] & ENTRY_EXPERT
         atom = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL), Int32,
                                    num_bits_per_copy=128)
         gA = cute.zipped_divide(mCodes, (1, 4))
@@ -404,9 +443,8 @@ class DecodeGemvSm90:
         return self.cfg.stages > 0 and self.cfg.per_warp * self.token_words <= MAX_TOKEN_REGS
 
     @cute.jit
-    def load_tokens(self, rTok, mX, xg, warp, lane, sPairs, n):
-        """The first pass's token operands of this warp's K slice, kept while the expert is."""
-        row = self.token_row(sPairs[cutlass.min(lane // 4, n - 1)])  # padding columns repeat a real row
+    def load_tokens(self, rTok, mX, xg, warp, lane, row):
+        """The entry's token operands of this warp's K slice, kept while the entry is."""
         for i in cutlass.range_constexpr(self.cfg.per_warp):
             tok = self.token_operand(mX, xg, row, warp * self.cfg.per_warp + i, lane)
             for w in cutlass.range_constexpr(self.token_words):
@@ -429,18 +467,17 @@ class DecodeGemvSm90:
         return sS[None, lane, j, i // grp, warp, st], sA[None, lane, j, i, warp, st]
 
     @cute.jit
-    def mainloop(self, mX, xg, rTok, w_args, st, warp, lane, sPairs, base, n):
+    def mainloop(self, mX, xg, rTok, w_args, st, warp, lane, row):
         """This warp's K slice of the item's two 16-row tiles (weights from stage ``st``) times up
-        to 8 pairs (tokens from ``rTok``, or loaded for a later pass)."""
+        to 8 pairs (tokens from ``rTok``, or loaded now when the slice is too long to keep them)."""
         cfg = self.cfg
         grp = cfg.group
-        row = self.token_row(sPairs[cutlass.min(base + lane // 4, n - 1)])
         acc = cute.make_rmem_tensor(cute.make_layout(4 * TILES_PER_UNIT), Float32)
         for i in cutlass.range_constexpr(4 * TILES_PER_UNIT):
             acc[i] = Float32(0.0)
         rS = [None] * TILES_PER_UNIT
         for i in cutlass.range_constexpr(cfg.per_warp):
-            if cutlass.const_expr(rTok is None):  # a later pass: this pass's pairs, loaded now
+            if cutlass.const_expr(rTok is None):
                 fresh = self.token_operand(mX, xg, row, warp * cfg.per_warp + i, lane)
                 tok = [Uint32(fresh[w]) for w in range(self.token_words)]
             else:
@@ -508,48 +545,59 @@ class DecodeGemvSm90:
         return regs
 
     # -- reduction over the K split and epilogue ----------------------------------------------
-    @cute.jit
-    def reduce_warps(self, acc, warp, lane, sRed):
-        cfg = self.cfg
-        nv = 4 * TILES_PER_UNIT
-        if cutlass.const_expr(cfg.warps == 1):
-            return acc
-        for v in cutlass.range_constexpr(nv):
-            sRed[v, lane, warp] = acc[v]
-        cute.arch.sync_threads()
-        total = cute.make_rmem_tensor(cute.make_layout(nv), Float32)
-        for v in cutlass.range_constexpr(nv):
-            total[v] = sRed[v, lane, 0]
-        for w in cutlass.range_constexpr(1, cfg.warps):
-            for v in cutlass.range_constexpr(nv):
-                total[v] = total[v] + sRed[v, lane, w]
-        return total
+    def epilogue_parts(self) -> list:
+        """The epilogue split into independent parts, each one (output block, pair parity): its
+        accumulator indices (gated: gate rows g, g+8, then the matching up rows)."""
+        if self.cfg.activation == "swiglu":
+            return [(0, p, (p, 2 + p, 4 + p, 6 + p)) for p in range(2)]
+        return [(j, p, (4 * j + p, 4 * j + 2 + p)) for j in range(TILES_PER_UNIT) for p in range(2)]
 
     @cute.jit
-    def epilogue(self, total, mW, mGlobal, mOut, local, unit, lane, sPairs, base, n):
-        """Warp 0: global scales, activation (FC1) or router weight (FC2), then each 16-column
-        output block (lane: rows g, g+8 of pairs 2t, 2t+1 — the accumulator layout) is stored."""
+    def reduce_store(self, acc, buf, warp, lane, sRed, rScal, rPair, rWt, mOut, local, unit, base, n):
+        """Sum the K split over the warps (in warp order) and store: the epilogue's parts are
+        spread over the warps. ``sRed`` is double-buffered, so one barrier per item suffices."""
         cfg = self.cfg
-        t = lane % 4
-        pre = Float32(self.operand_scale(cfg.dtype))
-        gs = [mGlobal[local, j] * pre for j in range(TILES_PER_UNIT)]
-        pairs = [sPairs[cutlass.min(base + 2 * t + p, n - 1)] for p in range(2)]
-        valid = [base + 2 * t + p < n for p in range(2)]
-        if cutlass.const_expr(cfg.activation == "swiglu"):
-            vals = [self.swiglu(total[v] * gs[0], total[4 + v] * gs[1]) for v in range(4)]
-            self.store(mOut, mGlobal, local, unit, vals, pairs, valid, lane)
+        if cutlass.const_expr(cfg.warps > 1):
+            for v in cutlass.range_constexpr(4 * TILES_PER_UNIT):
+                sRed[v, lane, warp, buf] = acc[v]
+            cute.arch.sync_threads()
         else:
-            for j in cutlass.range_constexpr(TILES_PER_UNIT):
-                vals = []
-                for v in cutlass.range_constexpr(4):
-                    h = total[4 * j + v] * gs[j]
-                    if cutlass.const_expr(cfg.activation == "relu2"):
-                        h = cute.arch.fmax(h, Float32(0.0))
-                        h = h * h
-                    elif cutlass.const_expr(cfg.phase == "fc2"):
-                        h = h * mW[pairs[v % 2]]
-                    vals.append(h)
-                self.store(mOut, mGlobal, local, unit * TILES_PER_UNIT + j, vals, pairs, valid, lane)
+            cute.arch.sync_warp()
+        pre = Float32(self.operand_scale(cfg.dtype))
+        for q, (j, p, idx) in enumerate(self.epilogue_parts()):
+            if warp == q % cfg.warps:
+                tot = []
+                for v in idx:
+                    if cutlass.const_expr(cfg.warps == 1):
+                        tot.append(acc[v])
+                    else:
+                        x = sRed[v, lane, 0, buf]
+                        for w in cutlass.range_constexpr(1, cfg.warps):
+                            x = x + sRed[v, lane, w, buf]
+                        tot.append(x)
+                valid = base + 2 * (lane % 4) + p < n
+                self.epilogue(tot, j, p, pre, rScal, rWt, mOut, local, unit, rPair[p], valid, lane)
+
+    @cute.jit
+    def epilogue(self, tot, j, p, pre, rScal, rWt, mOut, local, unit, pair, valid, lane):
+        """One part: global scales, activation (FC1) or router weight (FC2), then rows g and g+8
+        (lane ``4 g + t``) of pair ``2 t + p`` of one 16-column output block are stored."""
+        cfg = self.cfg
+        if cutlass.const_expr(cfg.activation == "swiglu"):
+            g0, g1 = rScal[0] * pre, rScal[1] * pre
+            vals = [self.swiglu(tot[h] * g0, tot[2 + h] * g1) for h in range(2)]
+            self.store(mOut, rScal, unit, vals, pair, valid, lane)
+        else:
+            vals = []
+            for h in cutlass.range_constexpr(2):
+                x = tot[h] * (rScal[j] * pre)
+                if cutlass.const_expr(cfg.activation == "relu2"):
+                    x = cute.arch.fmax(x, Float32(0.0))
+                    x = x * x
+                elif cutlass.const_expr(cfg.phase == "fc2"):
+                    x = x * rWt[p]
+                vals.append(x)
+            self.store(mOut, rScal, unit * TILES_PER_UNIT + j, vals, pair, valid, lane)
 
     @property
     def store(self):
@@ -557,18 +605,18 @@ class DecodeGemvSm90:
         return self.store_block if self.cfg.phase == "fc2" else self.store_intermediate
 
     @cute.jit
-    def store_intermediate(self, mOut, mGlobal, local, blk, vals, pairs, valid, lane):
+    def store_intermediate(self, mOut, rScal, blk, vals, pair, valid, lane):
         """FC1 (SM90): the activated intermediate in the token dtype."""
-        self.store_block(mOut, mGlobal, local, blk, vals, pairs, valid, lane)
+        self.store_block(mOut, rScal, blk, vals, pair, valid, lane)
 
     @cute.jit
-    def store_block(self, mOut, mGlobal, local, blk, vals, pairs, valid, lane):
-        """Output columns ``[16 blk, 16 blk + 16)``: value ``v`` is row ``g + 8 (v // 2)`` of pair ``v % 2``,
+    def store_block(self, mOut, rScal, blk, vals, pair, valid, lane):
+        """Output columns ``[16 blk, 16 blk + 16)`` of ``pair``: ``vals`` are rows g and g + 8,
         in FP32 (FC2) or the token dtype (FC1)."""
         out_t = Float32 if self.cfg.phase == "fc2" else TOKEN_DTYPES[self.cfg.dtype][0]
-        for v in cutlass.range_constexpr(4):
-            if valid[v % 2]:
-                mOut[pairs[v % 2], blk * 16 + lane // 4 + 8 * (v // 2)] = out_t(vals[v])
+        if valid:
+            for h in cutlass.range_constexpr(2):
+                mOut[pair, blk * 16 + lane // 4 + 8 * h] = out_t(vals[h])
 
     @cute.jit
     def swiglu(self, gate, up):

@@ -125,27 +125,24 @@ class DecodeGemvSm120(DecodeGemvSm90):
             acc[4 * j + v] = c4[v]
 
     @cute.jit
-    def store_intermediate(self, mOut, mGlobal, local, blk, vals, pairs, valid, lane):
-        """Requantize the block (per pair: 16 values in the 8 lanes ``4 g + t``) into the record."""
-        g2 = mGlobal[local, 3]
+    def store_intermediate(self, mOut, rScal, blk, vals, pair, valid, lane):
+        """Requantize the block of ``pair`` (16 values in the 8 lanes ``4 g + t``) into its record."""
         g = lane // 4
-        gC = cute.zipped_divide(mOut, (1, 8))
-        for pp in cutlass.range_constexpr(2):
-            lo, hi = vals[pp], vals[2 + pp]  # rows g and g + 8 of pair 2t + pp
-            sbyte, rcp = nvfp4_block_scale(butterfly(abs_max([lo, hi]), QUAD_COLUMN, cute.arch.fmax), g2)
-            b = Uint32(0)
-            if rcp > Float32(0.0):
-                b = f32x2_to_e2m1x2(lo * rcp, hi * rcp)
-            # nibble g of code word 0 is K 16 blk + g, of word 1 K 16 blk + 8 + g
-            w0 = butterfly((b & Uint32(0xF)) << Uint32(4 * g), QUAD_COLUMN, operator.or_)
-            w1 = butterfly(((b >> Uint32(4)) & Uint32(0xF)) << Uint32(4 * g), QUAD_COLUMN, operator.or_)
-            if g == 0 and valid[pp]:
-                dst = cute.recast_tensor(gC[(None, (pairs[pp], blk))], Uint32)
-                rC = cute.make_rmem_tensor_like(dst)
-                rC[0] = w0
-                rC[1] = w1
-                cute.autovec_copy(rC, dst)
-                mOut[pairs[pp], self.cfg.out_cols // 2 + blk] = Uint8(sbyte)
+        lo, hi = vals  # rows g and g + 8
+        sbyte, rcp = nvfp4_block_scale(butterfly(abs_max([lo, hi]), QUAD_COLUMN, cute.arch.fmax), rScal[3])
+        b = Uint32(0)
+        if rcp > Float32(0.0):
+            b = f32x2_to_e2m1x2(lo * rcp, hi * rcp)
+        # nibble g of code word 0 is K 16 blk + g, of word 1 K 16 blk + 8 + g
+        w0 = butterfly((b & Uint32(0xF)) << Uint32(4 * g), QUAD_COLUMN, operator.or_)
+        w1 = butterfly(((b >> Uint32(4)) & Uint32(0xF)) << Uint32(4 * g), QUAD_COLUMN, operator.or_)
+        if g == 0 and valid:
+            dst = cute.recast_tensor(cute.zipped_divide(mOut, (1, 8))[(None, (pair, blk))], Uint32)
+            rC = cute.make_rmem_tensor_like(dst)
+            rC[0] = w0
+            rC[1] = w1
+            cute.autovec_copy(rC, dst)
+            mOut[pair, self.cfg.out_cols // 2 + blk] = Uint8(sbyte)
 
 
 class FusedDecodeSm120(FusedDecode):
