@@ -4,12 +4,14 @@ Three dependent launches (programmatic dependent launches: each one's prologue o
 previous one's tail), no host sync, no sort launch (CUDA-graph capturable):
 
 1. **FC1 + activation**, 2. **FC2** — persistent grids sized to stay resident. Every CTA
-   lists the experts present in the batch (presence bytes, one ballot per 32 experts); a work
-   item is (present expert, unit of 32 weight rows; gated FC1: 16 gate + the matching 16 up
-   rows), expert-major, and each CTA takes one contiguous range of items, so each touched
-   expert's bytes are read exactly once and consecutive items mostly share the expert (its
-   pair list and its token registers). The items' weights stream through a shared-memory
-   ring (``cp.async``, ``stages`` items in flight) while the warps compute earlier items.
+   counts the pairs per local expert and builds the work list: per present expert, ascending,
+   one entry per 8 of its pairs (one ballot per 32 experts). A work item is (entry, unit of 32
+   weight rows; gated FC1: 16 gate + the matching 16 up rows), entry-major, and each CTA takes
+   one contiguous range of items: every item has at most 8 pairs (equal ranges are equal
+   work), each touched expert's bytes are read once per 8 of its pairs, and consecutive items
+   mostly share the entry (its pairs and its token registers). The items' weights stream
+   through a shared-memory ring (``cp.async``, ``stages`` items in flight) while the warps
+   compute earlier items.
    FC1 writes the activated intermediate per pair, FC2 the FP32 rows ``router_weight * W2 a``.
 3. **Slot sum** — ``out[t] = sum_k fc2[t, k]`` over the local slots in slot order.
 
