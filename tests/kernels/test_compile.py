@@ -91,8 +91,9 @@ SM120_DECODE = [(name, phase, arch, dtype) for name in sorted(PRESETS) for phase
 
 @pytest.mark.parametrize("name, phase, arch, dtype", SM120_DECODE)
 def test_sm120_decode_kernel_sass(cache, name, phase, arch, dtype):
-    """Every SM120 decode variant: the block-scaled FP4 MMA (one per tile and chunk), no BF16 MMA, hardware FP4 conversions for
-    the in-kernel quantization (FC1), no spills, within the part's registers and shared memory."""
+    """Every SM120 decode variant: the block-scaled FP4 MMA (one per tile and chunk), no BF16
+    MMA, hardware FP4 conversions for the in-kernel quantization (FC1), no spills, within the
+    part's registers and shared memory."""
     cfg, sass, target = _decode_sass(cache, name, phase, arch, dtype)
     per_warp = cfg.chunks // cfg.warps
     assert sass.count("OMMA.SF.16864.F32.E2M1.E2M1.UE4M3.4X") == 2 * per_warp

@@ -338,8 +338,7 @@ class DecodeGemvSm90:
                 cute.arch.sync_warp()  # ... and its warp's (a warp reads only the slice it copied)
                 w_args = (sA, sS)
             acc = self.mainloop(mX, rScal[2], rTok if self.keeps_tokens else None, w_args, st, warp, lane, row)
-            self.reduce_store(acc, (it - start) % 2, warp, lane, sRed, rScal, rPair, rWt, mPart, local, unit,
-                              base, n)
+            self.reduce_store(acc, (it - start) % 2, warp, lane, sRed, rScal, rPair, rWt, mPart, unit, base, n)
             if cutlass.const_expr(cfg.stages > 0):  # the stage was read before the reduction's barrier
                 if it + cfg.stages < end:
                     self.issue(mCodes, mScales, sSw, sA, sList, it + cfg.stages, st, warp, lane)
@@ -393,7 +392,8 @@ class DecodeGemvSm90:
         count = Int32(0)
         for base in cutlass.range(0, npairs, 32):
             q = base + lane
-            count = warp_append((q < npairs) & (Int32(sIds[cutlass.min(q, npairs - 1)]) == local), Int16(q), lane, sPairs, count)
+            hit = (q < npairs) & (Int32(sIds[cutlass.min(q, npairs - 1)]) == local)
+            count = warp_append(hit, Int16(q), lane, sPairs, count)
         if lane == 0:
             sInfo[0] = count
 
@@ -555,7 +555,7 @@ class DecodeGemvSm90:
         return [(j, p, (4 * j + p, 4 * j + 2 + p)) for j in range(TILES_PER_UNIT) for p in range(2)]
 
     @cute.jit
-    def reduce_store(self, acc, buf, warp, lane, sRed, rScal, rPair, rWt, mOut, local, unit, base, n):
+    def reduce_store(self, acc, buf, warp, lane, sRed, rScal, rPair, rWt, mOut, unit, base, n):
         """Sum the K split over the warps (in warp order) and store: the epilogue's parts are
         spread over the warps. ``sRed`` is double-buffered, so one barrier per item suffices."""
         cfg = self.cfg
@@ -578,10 +578,10 @@ class DecodeGemvSm90:
                             x = x + sRed[v, lane, w, buf]
                         tot.append(x)
                 valid = base + 2 * (lane % 4) + p < n
-                self.epilogue(tot, j, p, pre, rScal, rWt, mOut, local, unit, rPair[p], valid, lane)
+                self.epilogue(tot, j, p, pre, rScal, rWt, mOut, unit, rPair[p], valid, lane)
 
     @cute.jit
-    def epilogue(self, tot, j, p, pre, rScal, rWt, mOut, local, unit, pair, valid, lane):
+    def epilogue(self, tot, j, p, pre, rScal, rWt, mOut, unit, pair, valid, lane):
         """One part: global scales, activation (FC1) or router weight (FC2), then rows g and g+8
         (lane ``4 g + t``) of pair ``2 t + p`` of one 16-column output block are stored."""
         cfg = self.cfg
