@@ -16,10 +16,8 @@ import sys
 
 import torch
 
-from trtllm_b12x.kernels.moe_decode import decode_kernel_factory
-from trtllm_b12x.kernels.stream import read_ceiling_fn
-from trtllm_b12x.models import get_preset, make_hidden_states, make_moe_weights, make_routing
-from trtllm_b12x.moe import MoERunner
+from trtllm_b12x.bench.moe import IMPLS, case_inputs, read_ceiling
+from trtllm_b12x.models import get_preset, make_moe_weights
 
 DEFAULT_CASES = ("nemotron-3-super:1", "nemotron-3-super:8", "qwen3-30b-a3b:8", "qwen3-30b-a3b:63")
 
@@ -34,25 +32,31 @@ def main(argv: list[str] | None = None) -> int:
     cases: dict[str, list[int]] = {}
     for c in args.case:
         name, _, m = c.partition(":")
+        if not m.isdigit() or not 0 < int(m) < 64:
+            ap.error(f"--case {c!r}: expected PRESET:M with 0 < M < 64 (the decode range)")
         cases.setdefault(name, []).append(int(m))
+    device = torch.device("cuda")
+    fused = [i for i in IMPLS if i.name.startswith("b12x-fused") and i.unavailable(device) is None]
+    if not fused:
+        why = "; ".join(f"{i.name}: {i.unavailable(device)}" for i in IMPLS if i.name.startswith("b12x-fused"))
+        print(f"profile_moe_decode: no fused decode kernel runs here ({why})", file=sys.stderr)
+        return 2
     for name, ms in cases.items():
         shape = get_preset(name)
-        w = make_moe_weights(shape, seed=1, device="cuda")
-        runner = MoERunner(w, shape.default_activation(), decode_kernel=decode_kernel_factory, validate_ids=False)
-        ceiling = read_ceiling_fn(w.w13, w.w13_scale, w.w2, w.w2_scale, w.num_experts)
+        w = make_moe_weights(shape, seed=1, device=device)
+        ours = fused[0].build(w, shape.default_activation())  # what the bench times as this tier's kernel
+        ceiling = read_ceiling(w)
         for m in ms:
-            x = make_hidden_states(m, shape, seed=m, device="cuda")
-            ids, rw = make_routing(m, w.num_experts, shape.top_k, seed=m, device="cuda")
-            out = torch.empty(m, shape.hidden_size, dtype=x.dtype, device="cuda")
-            runner(x, ids, rw, out=out)  # compile, allocate
+            x, ids, rw = case_inputs(shape, w, m)
+            ours(x, ids, rw)  # compile, allocate
             ceiling(ids)
             torch.cuda.synchronize()
             torch.cuda.profiler.start()
-            runner(x, ids, rw, out=out)
+            ours(x, ids, rw)
             ceiling(ids)
             torch.cuda.synchronize()
             torch.cuda.profiler.stop()
-        del runner, w
+        del ours, w
     return 0
 
 

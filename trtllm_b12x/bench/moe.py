@@ -183,10 +183,9 @@ def run_sweep(
             res.skipped[impl.name] = f"{why} ({impl.needs})"
         else:
             runnable.append((impl, impl.build(weights, act)))
-    ceiling = _read_ceiling(weights, res.skipped)
+    ceiling = read_ceiling(weights, res.skipped)
     for m in tokens:
-        x = make_hidden_states(m, shape, seed=seed + m, device=device)
-        ids, w = make_routing(m, weights.num_experts, shape.top_k, seed=seed + m, skew=skew, device=device)
+        x, ids, w = case_inputs(shape, weights, m, seed=seed, skew=skew)
         unique = int(ids.unique().numel())
         nbytes = unique * weights.bytes_per_expert
         refs: dict[str, torch.Tensor] = {}
@@ -217,10 +216,19 @@ def run_sweep(
 CEILING = "read-only-ceiling"
 
 
-def _read_ceiling(weights: MoEWeights, skipped: dict) -> Callable | None:
-    """The streaming kernel that reads the touched experts' bytes and nothing else."""
+def case_inputs(shape: MoEShape, weights: MoEWeights, m: int, *, seed: int = 0, skew: float = 0.0):
+    """``(x, ids, w)`` of the sweep's case with ``m`` tokens (also what the profile script runs)."""
+    x = make_hidden_states(m, shape, seed=seed + m, device=weights.device)
+    ids, w = make_routing(m, weights.num_experts, shape.top_k, seed=seed + m, skew=skew, device=weights.device)
+    return x, ids, w
+
+
+def read_ceiling(weights: MoEWeights, skipped: dict | None = None) -> Callable | None:
+    """The streaming kernel that reads the touched experts' bytes and nothing else (None, with
+    the reason in ``skipped``, where it cannot run)."""
     if weights.device.type != "cuda":
-        skipped[CEILING] = "no CUDA GPU here (needs SM90 or SM120/SM121: a CuTe DSL kernel)"
+        if skipped is not None:
+            skipped[CEILING] = "no CUDA GPU here (needs SM90 or SM120/SM121: a CuTe DSL kernel)"
         return None
     from ..kernels.stream import read_ceiling_fn
 
