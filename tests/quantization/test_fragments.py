@@ -3,7 +3,9 @@ import torch
 
 from trtllm_b12x.quantization import quantize_weight
 from trtllm_b12x.quantization.codecs import unpack_e2m1
-from trtllm_b12x.quantization.fragments import FragmentLayout, pack_fragments, round_up, unpack_fragments
+from trtllm_b12x.quantization.codecs import e2m1_decode
+from trtllm_b12x.quantization.fragments import (M16N8K16_MAG_BIT, M16N8K16_SIGN_BIT, FragmentLayout, pack_fragments,
+                                                round_up, unpack_fragments, word_bits)
 
 
 def _weights(e, r, k, seed=0):
@@ -32,20 +34,56 @@ def test_lane_owns_its_fragment():
     lay = FragmentLayout(32, 128, 2)
     codes, scales = pack_fragments(data, scale, lay)
     full = unpack_e2m1(data)[0]
-    nib = unpack_e2m1(codes)[0].view(lay.tiles, lay.chunks, 32, 4, 8)  # rt c lane s nibble
+    words = codes[0].view(torch.int32).view(lay.tiles, lay.chunks, 32, 4).to(torch.int64)  # rt c lane s
     sf = scales[0].view(lay.tiles, lay.chunks // 2, 32, 2, 2)  # rt cg lane ci rh
     for rt in range(2):
         for c in range(2):
             for lane in (0, 5, 31):
                 g, t = divmod(lane, 4)
                 for s in range(4):
-                    for n in range(8):
-                        rh, h, j = n % 2, (n // 2) % 2, n // 4
-                        row, kk = 16 * rt + 8 * rh + g, 64 * c + 16 * t + 4 * s + 2 * h + j
-                        assert nib[rt, c, lane, s, n] == full[row, kk]
+                    for r in range(4):
+                        for j in range(2):
+                            rh, h = r % 2, r // 2
+                            w = int(words[rt, c, lane, s])
+                            code = (w >> (M16N8K16_MAG_BIT[r] + 16 * j)) & 7 | ((w >> (M16N8K16_SIGN_BIT[r] + 16 * j)) & 1) << 3
+                            row, kk = 16 * rt + 8 * rh + g, 64 * c + 16 * t + 4 * s + 2 * h + j
+                            assert code == full[row, kk]
                 for rh in range(2):
                     block = (64 * c + 16 * t) // 16
                     assert sf[rt, c // 2, lane, c % 2, rh] == scale[0].view(torch.uint8)[16 * rt + 8 * rh + g, block]
+
+
+@pytest.mark.parametrize("dtype, mag_low, bias", [(torch.bfloat16, 6, 2.0**-126), (torch.float16, 9, 2.0**-14)])
+def test_word_bits_give_half_pairs(dtype, mag_low, bias):
+    """Every 8-code word: each A register is its elements' magnitudes shifted to the half's low
+    exponent / top mantissa bits and signs to bit 15 — the E2M1 value times ``bias``, exactly."""
+    g = torch.Generator().manual_seed(3)
+    nibbles = torch.randint(0, 16, (4096, 8), generator=g, dtype=torch.int64)
+    nibbles[:16] = torch.arange(16)[:, None]  # every code in every position
+    nibble_words = _i32((nibbles << (4 * torch.arange(8))).sum(-1))
+    stored = word_bits(nibble_words)
+    assert torch.equal(word_bits(stored, inverse=True), nibble_words)
+    w = stored.to(torch.int64) & 0xFFFFFFFF
+    mask = (7 << mag_low) | (7 << (mag_low + 16))
+
+    def shifted(x, d):
+        return (x << d) & 0xFFFFFFFF if d >= 0 else x >> -d
+
+    for r in range(4):
+        bits = (shifted(w, mag_low - M16N8K16_MAG_BIT[r]) & mask) | (shifted(w, 15 - M16N8K16_SIGN_BIT[r]) & 0x80008000)
+        for j in range(2):
+            half = (bits >> (16 * j)) & 0xFFFF
+            if dtype == torch.float16:
+                got = (half - 2**16 * (half >= 2**15)).to(torch.int16).view(torch.float16).float()
+            else:
+                got = _i32(half << 16).view(torch.float32)
+            want = e2m1_decode(nibbles[:, r + 4 * j].to(torch.uint8)) * bias
+            assert torch.equal(got, want), (r, j)
+
+
+def _i32(x: torch.Tensor) -> torch.Tensor:
+    """int64 values in [0, 2^32) -> the int32 with the same bits."""
+    return (x - 2**32 * (x >= 2**31)).to(torch.int32)
 
 
 def test_bad_layout():

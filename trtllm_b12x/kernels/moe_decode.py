@@ -21,7 +21,8 @@ Every sum has a fixed order (K split over the CTA's warps, summed warp 0..n-1; s
 Math: weights are MMA operand A (16 rows x 16 K), up to 8 pairs operand B (swap-AB,
 ``mma.sync.m16n8k16``, FP32 accumulate). A lane's A fragment for 4 K-steps is one 16-byte
 vector of codes in the fragment layout (:mod:`trtllm_b12x.quantization.fragments`); each code
-pair becomes a half2 with one shift-and-mask and one multiply by the block scale (exact:
+pair becomes a half2 with at most two shifts and two masks (the word's bit order is chosen so
+that they are few, 11 integer ops per 4 pairs for BF16) and one multiply by the block scale (exact:
 E2M1 x E4M3 has at most 5 significant bits), the global scale is applied in the epilogue.
 The tier-specific part is the operand preparation (the ``# -- tier`` methods).
 """
@@ -41,7 +42,8 @@ from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, UnsupportedArchError, current_target, sm_count
 from ..moe import DECODE_MAX_TOKENS
-from ..quantization.fragments import CHUNK_K, K_ALIGN, FragmentLayout, pack_fragments, round_up
+from ..quantization.fragments import (CHUNK_K, K_ALIGN, M16N8K16_MAG_BIT, M16N8K16_SIGN_BIT, FragmentLayout,
+                                      pack_fragments, round_up)
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
 from .intrinsics import CODE_SHIFT, EPILOGUE_SCALE, TOKEN_DTYPES, mma_m16n8k16, mul_half2, scale_pair
 
@@ -129,6 +131,7 @@ class GemvConfig:
     mma: str = "m16n8k16"  # the tier's MMA (fragment layout): m16n8k16 (SM90) | m16n8k64 (SM120)
     stages: int = 2  # work items whose weights are in flight per CTA (shared-memory ring)
     ctas_per_sm: int = 1  # resident CTAs per SM the grid and the register budget assume
+    red_buffers: int = 2  # split-K sum buffers: 2 = one barrier per item, 1 = two (less shared memory)
 
     def __post_init__(self):
         if self.phase not in PHASES or self.dtype not in TOKEN_DTYPES or self.activation not in ACTIVATIONS:
@@ -142,6 +145,8 @@ class GemvConfig:
             raise ValueError(f"GemvConfig: {self.experts} local experts; supported: 1..{MAX_EXPERTS}")
         if not 0 < self.max_pairs < 1 << 15:
             raise ValueError(f"GemvConfig: max_pairs={self.max_pairs}; supported: 1..32767 (int16 pair indices)")
+        if self.red_buffers not in (1, 2):
+            raise ValueError(f"GemvConfig: red_buffers={self.red_buffers}; supported: 1, 2")
         if self.rows % (16 * TILES_PER_UNIT):
             raise ValueError(f"GemvConfig: rows={self.rows} must be a multiple of {16 * TILES_PER_UNIT}")
 
@@ -188,9 +193,9 @@ class GemvConfig:
     @property
     def fixed_smem(self) -> int:
         """Shared memory besides the ring: local ids and the pair list (int16), pair counts, work
-        list, info, split-K sums (two buffers)."""
+        list, info, split-K sums (``red_buffers``)."""
         return (2 * round_up(2 * self.max_pairs, 16) + round_up(4 * self.experts, 16)
-                + round_up(4 * self.list_capacity, 16) + 32 + 2 * 4 * 4 * TILES_PER_UNIT * 32 * self.warps + 128)
+                + round_up(4 * self.list_capacity, 16) + 32 + self.red_buffers * 4 * 4 * TILES_PER_UNIT * 32 * self.warps + 128)
 
     @property
     def smem_bytes(self) -> int:
@@ -267,7 +272,7 @@ class DecodeGemvSm90:
         sCount = smem.allocate_tensor(Int32, cute.make_layout(cfg.experts), 16)  # pairs per local expert
         sList = smem.allocate_tensor(Int32, cute.make_layout(cfg.list_capacity), 16)  # work entries, see list_entries
         sInfo = smem.allocate_tensor(Int32, cute.make_layout(8), 16)  # 0: pairs of the current expert, 3: entries
-        sRed = smem.allocate_tensor(Float32, cute.make_layout((4 * TILES_PER_UNIT, 32, cfg.warps, 2)), 16)
+        sRed = smem.allocate_tensor(Float32, cute.make_layout((4 * TILES_PER_UNIT, 32, cfg.warps, cfg.red_buffers)), 16)
         sA, sS, sSw = self.ring(smem) if cfg.stages > 0 else (None, None, None)
 
         cute.arch.griddepcontrol_launch_dependents()  # the next launch's prologue may start
@@ -338,7 +343,7 @@ class DecodeGemvSm90:
                 cute.arch.sync_warp()  # ... and its warp's (a warp reads only the slice it copied)
                 w_args = (sA, sS)
             acc = self.mainloop(mX, rScal[2], rTok if self.keeps_tokens else None, w_args, st, warp, lane, row)
-            self.reduce_store(acc, (it - start) % 2, warp, lane, sRed, rScal, rPair, rWt, mPart, unit, base, n)
+            self.reduce_store(acc, (it - start) % cfg.red_buffers, warp, lane, sRed, rScal, rPair, rWt, mPart, unit, base, n)
             if cutlass.const_expr(cfg.stages > 0):  # the stage was read before the reduction's barrier
                 if it + cfg.stages < end:
                     self.issue(mCodes, mScales, sSw, sA, sList, it + cfg.stages, st, warp, lane)
@@ -535,14 +540,17 @@ class DecodeGemvSm90:
 
     @cute.jit
     def operands(self, word, scales) -> list:
-        """One code word (8 E2M1) -> the 4 A registers: nibbles (r, r+4) -> register r."""
+        """One code word (8 E2M1) -> the 4 A registers: each element's magnitude and sign
+        shifted into a half's exponent/mantissa and sign bits (word bit order: fragments)."""
         sh = CODE_SHIFT[self.cfg.dtype]
-        mag_mask = Uint32((0x7 << sh) | (0x7 << (sh + 16)))
+        mag_mask, sign_mask = (0x7 << sh) | (0x7 << (sh + 16)), 0x80008000
         regs = []
         for r in cutlass.range_constexpr(4):
-            d = sh - 4 * r
-            mag = (word << Uint32(d)) if d >= 0 else (word >> Uint32(-d))
-            bits = (mag & mag_mask) | ((word << Uint32(12 - 4 * r)) & Uint32(0x80008000))
+            d_mag, d_sign = sh - M16N8K16_MAG_BIT[r], 15 - M16N8K16_SIGN_BIT[r]
+            if cutlass.const_expr(d_mag == d_sign):  # one shift serves both
+                bits = _shifted(word, d_mag) & Uint32(mag_mask | sign_mask)
+            else:
+                bits = (_shifted(word, d_mag) & Uint32(mag_mask)) | (_shifted(word, d_sign) & Uint32(sign_mask))
             regs.append(mul_half2(bits, scales[r % 2], self.cfg.dtype))
         return regs
 
@@ -557,9 +565,12 @@ class DecodeGemvSm90:
     @cute.jit
     def reduce_store(self, acc, buf, warp, lane, sRed, rScal, rPair, rWt, mOut, unit, base, n):
         """Sum the K split over the warps (in warp order) and store: the epilogue's parts are
-        spread over the warps. ``sRed`` is double-buffered, so one barrier per item suffices."""
+        spread over the warps. With ``sRed`` double-buffered one barrier per item suffices; a
+        single buffer is rewritten only after every warp has read the previous item's sums."""
         cfg = self.cfg
         if cutlass.const_expr(cfg.warps > 1):
+            if cutlass.const_expr(cfg.red_buffers == 1):
+                cute.arch.sync_threads()
             for v in cutlass.range_constexpr(4 * TILES_PER_UNIT):
                 sRed[v, lane, warp, buf] = acc[v]
             cute.arch.sync_threads()
@@ -688,6 +699,13 @@ class SlotSum:
             cute.autovec_copy(rO, dst)
 
 
+def _shifted(word, d: int):
+    """``word`` shifted left by ``d`` bits (right for negative ``d``; trace-time amount)."""
+    if d > 0:
+        return word << Uint32(d)
+    return word >> Uint32(-d) if d < 0 else word
+
+
 def _vec(t):
     """A 16-byte vector (4 int32) as the rank-1 tensor cp.async's copy atom takes."""
     return cute.make_tensor(t.iterator, cute.make_layout(4))
@@ -712,8 +730,13 @@ def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_
     fc2 = GemvConfig("fc2", k=i_pad, rows=hidden, out_cols=hidden, **common)
 
     def sized(cfg):
-        ctas, stages = occupancy(cfg.warps, cfg.stage_bytes, cfg.fixed_smem, target.smem_per_sm)
-        return dataclasses.replace(cfg, stages=stages, ctas_per_sm=ctas)
+        best = None
+        for bufs in (2, 1):  # a single split-K buffer only where it makes room for more CTAs
+            c = dataclasses.replace(cfg, red_buffers=bufs)
+            ctas, stages = occupancy(c.warps, c.stage_bytes, c.fixed_smem, target.smem_per_sm)
+            if best is None or ctas > best.ctas_per_sm:
+                best = dataclasses.replace(c, stages=stages, ctas_per_sm=ctas)
+        return best
 
     return sized(fc1), sized(fc2)
 

@@ -15,14 +15,17 @@ identically for A and B (a dot product does not care about order), so that lane
 
 * step ``s`` (0..3) of the chunk uses K positions ``16 t + 4 s + {0..3}``; MMA k slots
   ``2t, 2t+1`` take the first two, ``2t+8, 2t+9`` the last two;
-* the lane's 16 code bytes are 4 words, word ``s`` for step ``s``; in it nibble
-  ``n = rh + 2 h + 4 j`` is row ``g + 8 rh``, K position ``16 t + 4 s + 2 h + j`` — so A
-  register ``r = rh + 2h`` is the nibble pair ``(r, r + 4)``, one shift-and-mask away from
-  a BF16/FP16 pair;
+* the lane's 16 code bytes are 4 words, word ``s`` for step ``s``; its element ``(r, j)``
+  is A register ``r = rh + 2 h`` (0..3), half ``j``: row ``g + 8 rh``, K position
+  ``16 t + 4 s + 2 h + j``. The word does not hold nibbles: element ``(r, j)`` keeps its
+  3 magnitude bits at ``MAG_BIT[r] + 16 j`` and its sign at ``SIGN_BIT[r] + 16 j``
+  (:data:`M16N8K16_MAG_BIT`, :data:`M16N8K16_SIGN_BIT`), so that the four BF16 pairs come out
+  of a word with 5 shifts and 6 masks (FP16: 8 masks) instead of 7 and 8 — see
+  :func:`word_bits`;
 * the lane's token operand is simply the 32 contiguous bytes ``x[16 t : 16 t + 16]`` of
   the chunk.
 
-Codes: ``[E, R/16, K/64, 32 lanes, 16 B]``. Scales: ``[E, R/16, K/64/G, 32 lanes, G, 2]``
+Codes: ``[E, R/16, K/64, 32 lanes, 4 words]``. Scales: ``[E, R/16, K/64/G, 32 lanes, G, 2]``
 (``G`` chunks per lane load, rows ``g`` then ``g + 8``).
 
 ``m16n8k64`` (SM120/SM121, ``mma.sync ... kind::mxf4nvf4.block_scale.scale_vec::4X``) — the MMA layout
@@ -100,6 +103,30 @@ class FragmentLayout:
         return self.rows * self.k // 16
 
 
+# m16n8k16 code words: where element (register r, half j) keeps its E2M1 magnitude (3 bits,
+# from MAG_BIT[r] + 16 j) and sign (SIGN_BIT[r] + 16 j). A half-precision pair wants the
+# magnitude at bits 6..8 (BF16) or 9..11 (FP16) and the sign at 15: register 0 is one mask
+# (BF16), register 1 one shift and one mask, registers 2 and 3 share no shift with them.
+# Found by exhaustive search over all placements (none gives every register one shift).
+M16N8K16_MAG_BIT = (6, 3, 0, 9)
+M16N8K16_SIGN_BIT = (15, 12, 13, 14)
+
+
+def word_bits(nibble_words: torch.Tensor, *, inverse: bool = False) -> torch.Tensor:
+    """int32 words of 8 nibbles (nibble ``r + 4 j`` = element ``(r, j)``) -> the m16n8k16
+    word bit order (or back, ``inverse``)."""
+    w = nibble_words.to(torch.int64) & 0xFFFFFFFF
+    out = torch.zeros_like(w)
+    for r in range(4):
+        for j in range(2):
+            nib, mag, sign = 4 * (r + 4 * j), M16N8K16_MAG_BIT[r] + 16 * j, M16N8K16_SIGN_BIT[r] + 16 * j
+            if inverse:
+                out |= ((w >> mag) & 7) << nib | ((w >> sign) & 1) << (nib + 3)
+            else:
+                out |= ((w >> nib) & 7) << mag | ((w >> (nib + 3)) & 1) << sign
+    return torch.where(out >= 2**31, out - 2**32, out).to(torch.int32)
+
+
 def round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
@@ -117,7 +144,10 @@ def pack_fragments(data: torch.Tensor, scale: torch.Tensor, layout: FragmentLayo
         raise ValueError(f"pack_fragments: data {tuple(data.shape)} / scale {tuple(scale.shape)} do not fit {lay}")
     codes = _pad(unpack_e2m1(data), lay.rows, lay.k)  # [E, R, K] one code per element
     u = codes.view(e, lay.tiles, *_CODE_SPLIT[lay.mma](lay.chunks)).permute(*_CODE_PERM[lay.mma])
-    return pack_e2m1(u.reshape(e, -1)).contiguous(), pack_scales(scale, lay)
+    packed = pack_e2m1(u.reshape(e, -1)).contiguous()
+    if lay.mma == "m16n8k16":
+        packed = word_bits(packed.view(torch.int32)).view(torch.uint8)
+    return packed, pack_scales(scale, lay)
 
 
 def unpack_fragments(codes: torch.Tensor, scales: torch.Tensor, layout: FragmentLayout, rows: int, k: int):
@@ -126,6 +156,8 @@ def unpack_fragments(codes: torch.Tensor, scales: torch.Tensor, layout: Fragment
     e = codes.shape[0]
     split = _CODE_SPLIT[lay.mma](lay.chunks)
     perm = _CODE_PERM[lay.mma]
+    if lay.mma == "m16n8k16":
+        codes = word_bits(codes.contiguous().view(torch.int32), inverse=True).view(torch.uint8)
     u = unpack_e2m1(codes).view(e, lay.tiles, *(split[p - 2] for p in perm[2:]))
     u = u.permute(0, 1, *(perm.index(i) for i in range(2, len(perm)))).reshape(e, lay.rows, lay.k)
     data = pack_e2m1(u[:, :rows, :k].contiguous())
