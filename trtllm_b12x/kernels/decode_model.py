@@ -13,7 +13,7 @@ weights and per-expert scalars the kernel is launched with) and follows the kern
 4. epilogue: ``alpha1`` per half, the activation in FP32, requantization with ``g2`` into the
    NVFP4 record;
 5. FC2 the same way on the record; ``alpha2`` and the router weight; the sum over each
-   token's slots in slot order.
+   token's slots in the slot-sum launch's order.
 
 Only the MMA's FP32 accumulation order differs from the hardware (the model is exact), so
 the model and the kernel agree to FP32 rounding, and the model and :mod:`trtllm_b12x.reference`
@@ -27,7 +27,7 @@ import torch
 
 from ..quantization.mma_emulator import UNIT, fragment_gemv
 from ..quantization.nvfp4 import quantize_nvfp4
-from .moe_decode import PAIRS_PER_PASS
+from .moe_decode import PAIRS_PER_PASS, SlotSum
 
 
 def _gemv(codes, scales, layout, e, data, scale) -> torch.Tensor:
@@ -59,7 +59,15 @@ def decode_sm120_model(fused, x: torch.Tensor, topk_ids: torch.Tensor, topk_weig
         rd, rs = quantize_nvfp4(act(h), g2)  # the FC2 input record
         alpha2 = fused.fc2_scalars[e, 0].float()
         part[q] = _gemv(*fused.fc2, fused.fc2_layout, e, rd, rs) * alpha2 * rw[q, None]
-    out = torch.zeros(m, w.hidden_size, dtype=torch.float32, device=x.device)
-    for k in range(top_k):  # slot order, as the slot-sum launch
-        out += part[k::top_k]
+    # as the slot-sum launch: each contiguous group of slots in slot order, then the groups in order
+    per = -(-top_k // SlotSum.groups)
+    sums = []
+    for g in range(SlotSum.groups):
+        acc = torch.zeros(m, w.hidden_size, dtype=torch.float32, device=x.device)
+        for k in range(g * per, min((g + 1) * per, top_k)):
+            acc += part[k::top_k]
+        sums.append(acc)
+    out = sums[0]
+    for acc in sums[1:]:
+        out = out + acc
     return out

@@ -642,12 +642,15 @@ class DecodeGemvSm90:
 
 
 class SlotSum:
-    """The layer output: ``out[t] = sum_k fc2[t k]`` over the token's local slots, in slot order
-    (bitwise reproducible; ids outside the rank's experts are skipped, so a token with none
-    gets 0). A programmatic dependent launch after FC2; each thread sums 4 columns."""
+    """The layer output: ``out[t] = sum_k fc2[t k]`` over the token's local slots (ids outside
+    the rank's experts are skipped, so a token with none gets 0). A programmatic dependent launch
+    after FC2. Four lanes share 4 columns: each sums a contiguous quarter of the slots (all its
+    rows loaded at once), then the quarters are added in order — a fixed order, so results are
+    bitwise reproducible."""
 
     family = "moe_decode_slot_sum"
     threads = 256
+    groups = 4  # lanes per 4 columns (a power of two)
 
     def __init__(self, config: GemvConfig):
         self.cfg = config  # the FC2 config: hidden size, top-k, local experts, dtype
@@ -666,8 +669,9 @@ class SlotSum:
 
     @cute.jit
     def __call__(self, mIds, mPart, mOut, stream):
+        per_cta = self.threads // self.groups
         vecs = mOut.shape[0] * (self.cfg.out_cols // 4)
-        self.kernel(mIds, mPart, mOut).launch(grid=[(vecs + self.threads - 1) // self.threads, 1, 1],
+        self.kernel(mIds, mPart, mOut).launch(grid=[(vecs + per_cta - 1) // per_cta, 1, 1],
                                               block=[self.threads, 1, 1], stream=stream, use_pdl=True)
 
     @cute.kernel
@@ -676,23 +680,34 @@ class SlotSum:
         tidx, _, _ = cute.arch.thread_idx()
         bidx, _, _ = cute.arch.block_idx()
         per_row = cfg.out_cols // 4
-        v = bidx * self.threads + tidx
+        per_group = -(-cfg.top_k // self.groups)
+        v = bidx * (self.threads // self.groups) + tidx // self.groups
+        g = tidx % self.groups
+        live = v < mOut.shape[0] * per_row
+        tok = cutlass.min(v // per_row, mOut.shape[0] - 1)
+        col = v - (v // per_row) * per_row
+        # the ids do not depend on FC2: read them before waiting for it
+        slots = [cutlass.min(g * per_group + i, cfg.top_k - 1) for i in range(per_group)]
+        les = [mIds[tok * cfg.top_k + k] - cfg.expert_offset for k in slots]
         cute.arch.griddepcontrol_wait()  # FC2's rows are complete and visible
-        if v < mOut.shape[0] * per_row:
-            tok = v // per_row
-            col = v - tok * per_row
-            acc = cute.make_rmem_tensor(cute.make_layout(4), Float32)
-            for i in cutlass.range_constexpr(4):
-                acc[i] = Float32(0.0)
-            for k in cutlass.range_constexpr(cfg.top_k):
-                q = tok * cfg.top_k + k
-                le = mIds[q] - cfg.expert_offset
-                if le >= 0 and le < cfg.experts:
-                    src = cute.zipped_divide(mPart, (1, 4))[(None, (q, col))]
-                    r = cute.make_rmem_tensor_like(src)
-                    cute.autovec_copy(src, r)
-                    for i in cutlass.range_constexpr(4):
-                        acc[i] = acc[i] + r[i]
+        rows = []
+        for i in cutlass.range_constexpr(per_group):  # a skipped slot's row is read, not added
+            src = cute.zipped_divide(mPart, (1, 4))[(None, (tok * cfg.top_k + slots[i], col))]
+            r = cute.make_rmem_tensor_like(src)
+            cute.autovec_copy(src, r)
+            rows.append(r)
+        part = [Float32(0.0)] * 4
+        for i in cutlass.range_constexpr(per_group):
+            mine = (les[i] >= 0) & (les[i] < cfg.experts) & (g * per_group + i < cfg.top_k)
+            for c in cutlass.range_constexpr(4):
+                part[c] = cutlass.select_(mine, part[c] + rows[i][c], part[c])
+        lead = cute.arch.lane_idx() - g
+        acc = cute.make_rmem_tensor(cute.make_layout(4), Float32)
+        for c in cutlass.range_constexpr(4):
+            acc[c] = Float32(cute.arch.shuffle_sync(part[c], lead))
+            for j in cutlass.range_constexpr(1, self.groups):
+                acc[c] = acc[c] + Float32(cute.arch.shuffle_sync(part[c], lead + j))
+        if live and g == 0:
             dst = cute.zipped_divide(mOut, (1, 4))[(None, (tok, col))]
             rO = cute.make_rmem_tensor_like(dst)
             rO.store(acc.load().to(TOKEN_DTYPES[cfg.dtype][0]))
