@@ -45,7 +45,8 @@ def test_lane_owns_its_fragment():
                         for j in range(2):
                             rh, h = r % 2, r // 2
                             w = int(words[rt, c, lane, s])
-                            code = (w >> (M16N8K16_MAG_BIT[r] + 16 * j)) & 7 | ((w >> (M16N8K16_SIGN_BIT[r] + 16 * j)) & 1) << 3
+                            mag = (w >> (M16N8K16_MAG_BIT[r] + 16 * j)) & 7
+                            code = mag | ((w >> (M16N8K16_SIGN_BIT[r] + 16 * j)) & 1) << 3
                             row, kk = 16 * rt + 8 * rh + g, 64 * c + 16 * t + 4 * s + 2 * h + j
                             assert code == full[row, kk]
                 for rh in range(2):

@@ -195,7 +195,8 @@ class GemvConfig:
         """Shared memory besides the ring: local ids and the pair list (int16), pair counts, work
         list, info, split-K sums (``red_buffers``)."""
         return (2 * round_up(2 * self.max_pairs, 16) + round_up(4 * self.experts, 16)
-                + round_up(4 * self.list_capacity, 16) + 32 + self.red_buffers * 4 * 4 * TILES_PER_UNIT * 32 * self.warps + 128)
+                + round_up(4 * self.list_capacity, 16) + 32
+                + self.red_buffers * 4 * 4 * TILES_PER_UNIT * 32 * self.warps + 128)
 
     @property
     def smem_bytes(self) -> int:
@@ -343,7 +344,8 @@ class DecodeGemvSm90:
                 cute.arch.sync_warp()  # ... and its warp's (a warp reads only the slice it copied)
                 w_args = (sA, sS)
             acc = self.mainloop(mX, rScal[2], rTok if self.keeps_tokens else None, w_args, st, warp, lane, row)
-            self.reduce_store(acc, (it - start) % cfg.red_buffers, warp, lane, sRed, rScal, rPair, rWt, mPart, unit, base, n)
+            self.reduce_store(acc, (it - start) % cfg.red_buffers, warp, lane, sRed, rScal, rPair, rWt, mPart, unit,
+                              base, n)
             if cutlass.const_expr(cfg.stages > 0):  # the stage was read before the reduction's barrier
                 if it + cfg.stages < end:
                     self.issue(mCodes, mScales, sSw, sA, sList, it + cfg.stages, st, warp, lane)

@@ -105,9 +105,9 @@ class FragmentLayout:
 
 # m16n8k16 code words: where element (register r, half j) keeps its E2M1 magnitude (3 bits,
 # from MAG_BIT[r] + 16 j) and sign (SIGN_BIT[r] + 16 j). A half-precision pair wants the
-# magnitude at bits 6..8 (BF16) or 9..11 (FP16) and the sign at 15: register 0 is one mask
-# (BF16), register 1 one shift and one mask, registers 2 and 3 share no shift with them.
-# Found by exhaustive search over all placements (none gives every register one shift).
+# magnitude at bits 6..8 (BF16) or 9..11 (FP16) and the sign at 15: for BF16 register 0 is
+# one mask, register 1 one shift and one mask, registers 2 and 3 two shifts and two masks
+# each. Found by exhaustive search over all placements (none gives every register one shift).
 M16N8K16_MAG_BIT = (6, 3, 0, 9)
 M16N8K16_SIGN_BIT = (15, 12, 13, 14)
 
