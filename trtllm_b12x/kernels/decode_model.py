@@ -61,13 +61,10 @@ def decode_sm120_model(fused, x: torch.Tensor, topk_ids: torch.Tensor, topk_weig
         part[q] = _gemv(*fused.fc2, fused.fc2_layout, e, rd, rs) * alpha2 * rw[q, None]
     # as the slot-sum launch: each contiguous group of slots in slot order, then the groups in order
     per = -(-top_k // SlotSum.groups)
-    sums = []
+    out = None
     for g in range(SlotSum.groups):
         acc = torch.zeros(m, w.hidden_size, dtype=torch.float32, device=x.device)
         for k in range(g * per, min((g + 1) * per, top_k)):
             acc += part[k::top_k]
-        sums.append(acc)
-    out = sums[0]
-    for acc in sums[1:]:
-        out = out + acc
+        out = acc if out is None else out + acc
     return out

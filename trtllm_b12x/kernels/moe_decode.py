@@ -13,10 +13,11 @@ previous one's tail), no host sync, no sort launch (CUDA-graph capturable):
    through a shared-memory ring (``cp.async``, ``stages`` items in flight) while the warps
    compute earlier items.
    FC1 writes the activated intermediate per pair, FC2 the FP32 rows ``router_weight * W2 a``.
-3. **Slot sum** — ``out[t] = sum_k fc2[t, k]`` over the local slots in slot order.
+3. **Slot sum** — ``out[t] = sum_k fc2[t, k]`` over the local slots (quarters of the slots,
+   each in slot order, then the quarters in order).
 
-Every sum has a fixed order (K split over the CTA's warps, summed warp 0..n-1; slots
-0..k-1), so results are bitwise reproducible run to run.
+Every sum has a fixed order (K split over the CTA's warps, summed warp 0..n-1; the slots as
+above), so results are bitwise reproducible run to run.
 
 Math: weights are MMA operand A (16 rows x 16 K), up to 8 pairs operand B (swap-AB,
 ``mma.sync.m16n8k16``, FP32 accumulate). A lane's A fragment for 4 K-steps is one 16-byte
@@ -688,19 +689,21 @@ class SlotSum:
         live = v < mOut.shape[0] * per_row
         tok = cutlass.min(v // per_row, mOut.shape[0] - 1)
         col = v - (v // per_row) * per_row
-        # the ids do not depend on FC2: read them before waiting for it
-        slots = [cutlass.min(g * per_group + i, cfg.top_k - 1) for i in range(per_group)]
-        les = [mIds[tok * cfg.top_k + k] - cfg.expert_offset for k in slots]
+        # this lane's slots (the last quarter may be short: clamped, never added); the ids do not
+        # depend on FC2, so they are read before waiting for it
+        slots = [g * per_group + i for i in range(per_group)]
+        rows_of = [tok * cfg.top_k + cutlass.min(k, cfg.top_k - 1) for k in slots]
+        les = [mIds[q] - cfg.expert_offset for q in rows_of]
         cute.arch.griddepcontrol_wait()  # FC2's rows are complete and visible
         rows = []
         for i in cutlass.range_constexpr(per_group):  # a skipped slot's row is read, not added
-            src = cute.zipped_divide(mPart, (1, 4))[(None, (tok * cfg.top_k + slots[i], col))]
+            src = cute.zipped_divide(mPart, (1, 4))[(None, (rows_of[i], col))]
             r = cute.make_rmem_tensor_like(src)
             cute.autovec_copy(src, r)
             rows.append(r)
         part = [Float32(0.0)] * 4
         for i in cutlass.range_constexpr(per_group):
-            mine = (les[i] >= 0) & (les[i] < cfg.experts) & (g * per_group + i < cfg.top_k)
+            mine = (les[i] >= 0) & (les[i] < cfg.experts) & (slots[i] < cfg.top_k)
             for c in cutlass.range_constexpr(4):
                 part[c] = cutlass.select_(mine, part[c] + rows[i][c], part[c])
         lead = cute.arch.lane_idx() - g
@@ -918,21 +921,21 @@ def fused_decode_class(tier: str) -> type[FusedDecode]:
     raise UnsupportedArchError(f"no fused decode kernel for tier {tier}; supported tiers: sm90, sm120")
 
 
+def _compiled(kernel, cfg: GemvConfig, target: Target, cache: KernelCache | None, tvm_ffi: bool | None):
+    tvm_ffi = have_tvm_ffi() if tvm_ffi is None else tvm_ffi
+    key = CompileKey(kernel.family, target.name, cfg, tvm_ffi)
+    return (cache or default_cache()).get(key, lambda: kernel.compile(target, tvm_ffi=tvm_ffi))
+
+
 def compile_slot_sum(fc2: GemvConfig, target: Target, *, cache: KernelCache | None = None,
                      tvm_ffi: bool | None = None):
-    """The slot-order sum after FC2 (tier-neutral), compiled for ``target`` (or loaded from the cache)."""
-    kernel = SlotSum(fc2)
-    tvm_ffi = have_tvm_ffi() if tvm_ffi is None else tvm_ffi
-    key = CompileKey(kernel.family, target.name, fc2, tvm_ffi)
-    return (cache or default_cache()).get(key, lambda: kernel.compile(target, tvm_ffi=tvm_ffi))
+    """The slot sum after FC2 (tier-neutral), compiled for ``target`` (or loaded from the cache)."""
+    return _compiled(SlotSum(fc2), fc2, target, cache, tvm_ffi)
 
 
 def compile_phase(cfg: GemvConfig, target: Target, *, cache: KernelCache | None = None, tvm_ffi: bool | None = None):
     """One decode phase compiled for ``target`` with its tier's kernel (or loaded from the cache)."""
-    kernel = fused_decode_class(target.tier).kernel_cls(cfg)
-    tvm_ffi = have_tvm_ffi() if tvm_ffi is None else tvm_ffi
-    key = CompileKey(kernel.family, target.name, cfg, tvm_ffi)
-    return (cache or default_cache()).get(key, lambda: kernel.compile(target, tvm_ffi=tvm_ffi))
+    return _compiled(fused_decode_class(target.tier).kernel_cls(cfg), cfg, target, cache, tvm_ffi)
 
 
 def device_reason(device: torch.device) -> str | None:
