@@ -2,6 +2,7 @@
 
 TRTLLM_B12X_CACHE_DIR   compiled-kernel cache directory (default: ~/.cache/trtllm_b12x)
 TRTLLM_B12X_ARCH        force a compile target (sm_90a, sm_120a, sm_121a) instead of probing the GPU
+TRTLLM_B12X_LOCK_TIMEOUT  seconds to wait for another process's compile of the same kernel (default 900)
 """
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ from pathlib import Path
 class Settings:
     cache_dir: Path
     forced_arch: str | None
+    lock_timeout_s: float = 900.0
 
 
 @functools.lru_cache(maxsize=1)
 def settings() -> Settings:
     env = os.environ
     cache = env.get("TRTLLM_B12X_CACHE_DIR") or str(Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trtllm_b12x")
-    return Settings(cache_dir=Path(cache), forced_arch=env.get("TRTLLM_B12X_ARCH") or None)
+    raw = env.get("TRTLLM_B12X_LOCK_TIMEOUT") or "900"
+    try:
+        timeout = float(raw)
+    except ValueError:
+        timeout = float("nan")
+    if not timeout > 0:  # NaN fails too
+        raise ValueError(f"TRTLLM_B12X_LOCK_TIMEOUT={raw!r}: expected a positive number of seconds")
+    return Settings(cache_dir=Path(cache), forced_arch=env.get("TRTLLM_B12X_ARCH") or None, lock_timeout_s=timeout)
 
 
 def package_version(dist: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,10 @@ class Activation:
             raise ValueError(f"activation {self.kind!r} is not supported; supported: {SUPPORTED}")
         if self.kind == "relu2" and (self.alpha != 1.0 or self.beta != 0.0 or self.limit is not None):
             raise ValueError("relu2 takes no alpha/beta/limit (those are SwiGLU parameters)")
+        for name in ("alpha", "beta", "limit"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise ValueError(f"swiglu {name}={v!r}: expected a finite number")
         if self.limit is not None and not self.limit > 0:
             raise ValueError(f"swiglu limit must be > 0, got {self.limit}")
 

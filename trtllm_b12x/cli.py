@@ -1,22 +1,47 @@
-"""`trtllm-b12x` command: bench (the main job), compile, doctor."""
+"""`trtllm-b12x` command: bench (the main job), compile, doctor.
+
+A user error (a bad argument, a missing file, an unsupported target, a checkpoint the reader
+refuses) is one line on stderr and exit code 2; ``--debug`` shows the traceback instead.
+Arguments are checked before any work starts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import math
 import platform
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from ._env import package_version
 
+PROG = "trtllm-b12x"
+
+
+class UsageError(Exception):
+    """A mistake in the command line: reported in one line, exit code 2."""
 
 
 def _console() -> Console:
     # Piped output (logs, CI) gets a wide fixed width so table columns are never elided.
     return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+@contextlib.contextmanager
+def _progress(console: Console, what: str):
+    """A live status line on a terminal; plain progress lines when stdout is piped."""
+    if console.is_terminal:
+        with console.status(what) as status:
+            yield lambda s: status.update(f"{what}: {s}")
+    else:
+        console.print(f"{what} ...")
+        yield lambda s: console.print(f"{what}: {s}")
 
 GPU_TOKENS = [1, 2, 3, 4, 7, 8, 16, 31, 32, 63]
 CPU_TOKENS = [1, 2, 4, 8, 16, 32, 63]
@@ -30,7 +55,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .models import MoEShape, get_preset, make_moe_weights
 
     console = _console()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = args.device
     t0 = time.perf_counter()
     if args.checkpoint:
         from .quantization import load_moe_layer
@@ -42,21 +67,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
     else:
         shape = get_preset(args.preset)
-        if args.num_experts is not None and not shape.top_k <= args.num_experts <= shape.num_experts:
-            raise SystemExit(f"--num-experts must be in [{shape.top_k}, {shape.num_experts}] for {shape.name}")
-        if args.top_k:
-            raise SystemExit("--top-k applies to --checkpoint layers; presets carry their own top-k")
-        with console.status(f"generating synthetic NVFP4 weights for {shape.name} on {device}"):
+        with _progress(console, f"generating synthetic NVFP4 weights for {shape.name} on {device}"):
             weights = make_moe_weights(shape, seed=args.seed, device=device, num_experts=args.num_experts)
+        shape = dataclasses.replace(shape, num_experts=weights.num_experts)  # what ran, also in the JSON
     console.print(
         f"[bold]{shape.name}[/]: H={shape.hidden_size} I={shape.intermediate_size} E={weights.num_experts} "
         f"top-k={shape.top_k} {shape.activation}; {weights.bytes_per_expert / 1e6:.2f} MB/expert NVFP4 "
         f"(built in {time.perf_counter() - t0:.1f} s)"
     )
     tokens = args.tokens or (GPU_TOKENS if device.type == "cuda" else CPU_TOKENS)
-    with console.status("benchmarking") as status:
+    with _progress(console, "benchmarking") as progress:
         res = run_sweep(shape, weights, tokens, impls=args.impl, reps=args.reps, skew=args.skew, seed=args.seed,
-                        progress=lambda s: status.update(f"benchmarking {s}"))
+                        progress=progress)
     console.print(results_table(res))
     if (sk := skipped_table(res)) is not None:
         console.print(sk)
@@ -149,45 +171,146 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + message
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive(kind=int):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not (math.isfinite(v) and v > 0):
+            raise argparse.ArgumentTypeError(f"{text} must be > 0")
+        return v
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _non_negative(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .arch import TARGETS
     from .models import DEFAULT_PRESET, PRESETS
 
-    p = argparse.ArgumentParser(prog="trtllm-b12x", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"{PROG} {package_version('trtllm-b12x')}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     b = sub.add_parser("bench", help="benchmark MoE decode implementations on a preset or checkpoint layer")
     b.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     b.add_argument("--checkpoint", help="ModelOpt NVFP4 checkpoint directory (instead of a preset)")
-    b.add_argument("--num-experts", type=int, help="generate only this many experts of the preset (a quick look)")
+    b.add_argument("--num-experts", type=_positive(), help="generate only this many experts of the preset (a quick look)")
     b.add_argument("--layer", type=int, default=0, help="MoE layer index in --checkpoint")
-    b.add_argument("--top-k", type=int, help="router top-k for --checkpoint layers (default 8)")
-    b.add_argument("--tokens", type=int, nargs="+", help="token counts (default: a decode sweep)")
+    b.add_argument("--top-k", type=_positive(), help="router top-k for --checkpoint layers (default 8)")
+    b.add_argument("--tokens", type=_positive(), nargs="+", help="token counts (default: a decode sweep)")
     b.add_argument("--impl", nargs="+", help="only these implementations")
-    b.add_argument("--reps", type=int, help="timed repetitions (default 50 on GPU, 2 on CPU)")
-    b.add_argument("--skew", type=float, default=0.0, help="routing skew (0 = uniform)")
+    b.add_argument("--reps", type=_positive(), help="timed repetitions (default 50 on GPU, 2 on CPU)")
+    b.add_argument("--skew", type=_non_negative, default=0.0, help="routing skew (0 = uniform)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+    b.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when present)")
     b.add_argument("--json", help="results file (default: b12x-bench-<preset>.json)")
     b.add_argument("--plot", help="write a PNG plot of latency and roofline vs tokens")
-    b.set_defaults(fn=cmd_bench)
+    b.set_defaults(fn=cmd_bench, check=check_bench)
 
     c = sub.add_parser("compile", help="compile a preset's kernels for a target (no GPU needed) and fill the cache")
-    c.add_argument("--arch", required=True, help="sm_90a, sm_120a or sm_121a")
+    c.add_argument("--arch", required=True, choices=sorted(TARGETS), help="compile target")
     c.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     c.add_argument("--cache-dir", help="cache root (default: TRTLLM_B12X_CACHE_DIR or ~/.cache/trtllm_b12x)")
-    c.set_defaults(fn=cmd_compile)
+    c.set_defaults(fn=cmd_compile, check=None)
 
     d = sub.add_parser("doctor", help="versions, GPU, tiers that run here, TensorRT-LLM status")
     d.add_argument("--model", help="preset name, config.json or checkpoint directory: would moe_backend "
                                    "CUTLASS run the b12x backend for it here, and why not")
-    d.add_argument("--sm", type=int, help="evaluate for this SM (120, 121, 90) instead of this machine's GPU")
-    d.set_defaults(fn=cmd_doctor)
+    d.add_argument("--sm", type=int, choices=(90, 120, 121),
+                   help="evaluate for this SM instead of this machine's GPU")
+    d.set_defaults(fn=cmd_doctor, check=check_doctor)
     return p
 
 
+def check_bench(args: argparse.Namespace) -> None:
+    """Everything about a bench command line that can be wrong, before any work."""
+    import torch
+
+    from .bench.moe import IMPLS
+    from .models import get_preset
+
+    if args.impl and (unknown := sorted(set(args.impl) - {i.name for i in IMPLS})):
+        raise UsageError(f"--impl: unknown implementation(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(i.name for i in IMPLS)}")
+    try:
+        dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise UsageError(f"--device {args.device!r} is not a device; supported: cpu, cuda, cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {args.device}: supported: cpu, cuda, cuda:N")
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise UsageError(f"--device {args.device}: no CUDA GPU is visible here; use --device cpu")
+        if (dev.index or 0) >= n:
+            raise UsageError(f"--device {args.device}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
+    args.device = dev
+    if args.checkpoint:
+        if not Path(args.checkpoint).exists():
+            raise UsageError(f"--checkpoint {args.checkpoint}: no such file or directory")
+        if args.num_experts is not None:
+            raise UsageError("--num-experts applies to presets; a --checkpoint layer has its own experts")
+        if args.layer < 0:
+            raise UsageError(f"--layer {args.layer}: a layer index is >= 0")
+        return
+    shape = get_preset(args.preset)
+    if args.top_k:
+        raise UsageError("--top-k applies to --checkpoint layers; presets carry their own top-k")
+    if args.num_experts is not None and not shape.top_k <= args.num_experts <= shape.num_experts:
+        raise UsageError(f"--num-experts {args.num_experts}: must be in [{shape.top_k}, {shape.num_experts}] "
+                         f"for {shape.name} (top-k to all experts)")
+
+
+def check_doctor(args: argparse.Namespace) -> None:
+    from .models import PRESETS
+
+    if args.model is not None and args.model not in PRESETS and not Path(args.model).exists():
+        raise UsageError(f"--model {args.model!r}: neither a preset ({', '.join(PRESETS)}) nor an existing "
+                         "config.json file or checkpoint directory")
+
+
+# what the library raises for input it refuses: the user's error, not ours
+_USER_ERRORS = (UsageError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.fn(args)
+    from .arch import UnsupportedArchError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
+    try:
+        args = build_parser().parse_args(argv)
+        if args.check is not None:
+            args.check(args)
+        return args.fn(args)
+    except (*_USER_ERRORS, UnsupportedArchError) as exc:
+        if debug:
+            raise
+        msg = str(exc) if isinstance(exc, UsageError) else f"{PROG}: {exc}"
+        print(f"{msg if msg.startswith(PROG) else f'{PROG}: {msg}'}".splitlines()[0], file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

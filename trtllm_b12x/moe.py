@@ -80,6 +80,9 @@ class MoERunner:
     def shard(cls, full: MoEWeights, activation: Activation, *, ep_size: int = 1, ep_rank: int = 0,
               tp_size: int = 1, tp_rank: int = 0, **kw) -> "MoERunner":
         """The runner of one (EP, TP) rank, cut from the full layer's weights."""
+        for name, size in (("ep_size", ep_size), ("tp_size", tp_size)):
+            if not isinstance(size, int) or size < 1:
+                raise ValueError(f"{name}={size!r}: expected a positive integer (1 = no parallelism)")
         e = full.num_experts
         if e % ep_size:
             raise ValueError(f"{e} experts do not split evenly over ep_size={ep_size}")

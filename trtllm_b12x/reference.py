@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from .activation import Activation
-from .quantization.bundle import MoEWeights
+from .quantization.bundle import MoEWeights, check_positive
 from .quantization.nvfp4 import fake_quantize
 
 MODES = ("w4a16", "w4a4")
@@ -26,6 +26,9 @@ MODES = ("w4a16", "w4a4")
 
 def check_routing(x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor, hidden: int) -> None:
     """Shared input contract of the oracle and the runner."""
+    for name, t in (("x", x), ("topk_ids", topk_ids), ("topk_weights", topk_weights)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
     if x.dtype not in (torch.bfloat16, torch.float16):
         raise TypeError(f"x: dtype {x.dtype} is not supported; supported: torch.bfloat16, torch.float16")
     if x.dim() != 2 or x.shape[1] != hidden:
@@ -84,7 +87,12 @@ def moe_reference(
             raise ValueError("mode 'w4a4' needs the bundle's fc1_input_scale (the checkpoint's input_scale)")
         if fc2_input_scale is None:
             fc2_input_scale = weights.fc2_quant_global()
-        fc2_scale = torch.as_tensor(fc2_input_scale, dtype=torch.float32, device=x.device).expand(num_local)
+        fc2_scale = torch.as_tensor(fc2_input_scale, dtype=torch.float32, device=x.device)
+        if fc2_scale.numel() not in (1, num_local):
+            raise ValueError(f"fc2_input_scale: shape {tuple(fc2_scale.shape)}; expected one scalar or one per local "
+                             f"expert ([{num_local}])")
+        fc2_scale = fc2_scale.reshape(-1).expand(num_local)
+        check_positive(fc2_scale, "fc2_input_scale")
 
     m = x.shape[0]
     out = torch.zeros(m, weights.hidden_size, dtype=torch.float32, device=x.device)

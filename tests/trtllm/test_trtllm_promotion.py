@@ -31,7 +31,7 @@ def _names(gen):
 
 @pytest.fixture
 def with_kernel():
-    backend.set_decode_kernel_factory(tl.oracle_factory)
+    backend.set_decode_kernel_factory(tl.stand_in_factory)
 
 
 def test_promotes_under_cutlass_and_patches_every_namespace(trtllm, generation, with_kernel, caplog):

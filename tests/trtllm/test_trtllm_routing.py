@@ -14,8 +14,8 @@ TOL = 1e-2
 
 @pytest.fixture
 def promoted(trtllm):
-    backend.set_decode_kernel_factory(tl.oracle_factory)
-    tl.OracleDecode.instances.clear()
+    backend.set_decode_kernel_factory(tl.stand_in_factory)
+    tl.StandInDecode.instances.clear()
     assert enable().state == "active"
     return trtllm
 
@@ -29,14 +29,15 @@ def test_threshold_63_decodes_with_b12x_64_runs_cutlass(promoted, generation, sh
     weights = tl.weights_for(shape)
     be, layer = tl.loaded_layer(generation, shape, weights)
     assert type(be).__name__ == "B12xCutlassFusedMoE" and be.b12x_reason is None
-    kernel = tl.OracleDecode.instances[-1]
+    kernel = tl.StandInDecode.instances[-1]
 
     out, x, ids, w = tl.run(layer, shape, DECODE_MAX_TOKENS - 1)
-    assert kernel.calls == [DECODE_MAX_TOKENS - 1] and be.calls == []  # no CUTLASS quantize, no CUTLASS GEMM
+    # [1]: the load-time launch check; then the batch: no CUTLASS quantize, no CUTLASS GEMM
+    assert kernel.calls == [1, DECODE_MAX_TOKENS - 1] and be.calls == []
     assert relative_error(out.float(), _ref(x, ids, w, weights, shape)) < TOL
 
     out, x, ids, w = tl.run(layer, shape, DECODE_MAX_TOKENS, seed=1)
-    assert kernel.calls == [DECODE_MAX_TOKENS - 1]
+    assert kernel.calls == [1, DECODE_MAX_TOKENS - 1]
     assert be.calls == ["cutlass.quantize_input", "cutlass.run_moe"]  # the inherited path, unchanged
     assert relative_error(out.float(), _ref(x, ids, w, weights, shape)) < TOL
 
@@ -49,7 +50,7 @@ def test_w4a16_on_sm90(promoted, generation):
     be, layer = tl.loaded_layer(generation, tl.GATED, weights, quant="W4A16_NVFP4")
     assert be.b12x_reason is None and type(be.quant_method).__name__ == "B12xW4A16NVFP4CutlassFusedMoEMethod"
     out, x, ids, w = tl.run(layer, tl.GATED, 8)
-    assert tl.OracleDecode.instances[-1].calls == [8] and be.calls == []
+    assert tl.StandInDecode.instances[-1].calls == [1, 8] and be.calls == []
     assert relative_error(out.float(), _ref(x, ids, w, weights, tl.GATED)) < TOL
     out, x, ids, w = tl.run(layer, tl.GATED, 80)
     assert be.calls == ["cutlass.quantize_input", "cutlass.run_moe"]
@@ -120,7 +121,7 @@ def test_failing_kernel_setup_keeps_cutlass_with_the_reason(trtllm, generation):
 def test_compile_probe_runs_once_after_loading(trtllm, generation):
     seen = []
 
-    class Compiling(tl.OracleDecode):
+    class Compiling(tl.StandInDecode):
         def compile_all(self, dtype, top_k):
             seen.append((dtype, top_k))
             if dtype == "float16":
@@ -131,7 +132,7 @@ def test_compile_probe_runs_once_after_loading(trtllm, generation):
     be, _ = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED))
     assert seen == [("bfloat16", 2)] and be.b12x_reason is None
     be, _ = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED), dtype=torch.float16)
-    assert be.b12x_reason == "decode kernels failed to compile (float16, top_k=2): no fp16 variant"
+    assert be.b12x_reason == "decode kernels failed to compile or check (float16, top_k=2): no fp16 variant"
 
 
 def test_awq_pre_quant_scale_keeps_cutlass(promoted, generation):
@@ -157,7 +158,7 @@ def test_reload_rebuilds_the_bundle(promoted, generation):
 
 def test_caller_output_buffer_is_written_in_place(g2):
     """G2's comm plan may hand ``run_moe`` an output buffer."""
-    backend.set_decode_kernel_factory(tl.oracle_factory)
+    backend.set_decode_kernel_factory(tl.stand_in_factory)
     enable()
     weights = tl.weights_for(tl.GATED)
     be, layer = tl.loaded_layer("G2", tl.GATED, weights)
@@ -181,9 +182,81 @@ def test_stock_path_is_untouched_when_not_promoted(trtllm, generation):
 def test_alltoall_on_the_decode_path_is_an_error_not_a_wrong_answer(g1):
     """Promotion excludes attention DP, so alltoall never reaches decode; if it ever does,
     the ids are local and the answer would be wrong: raise instead."""
-    backend.set_decode_kernel_factory(tl.oracle_factory)
+    backend.set_decode_kernel_factory(tl.stand_in_factory)
     enable()
     be, layer = tl.loaded_layer("G1", tl.GATED, tl.weights_for(tl.GATED))
     be.enable_alltoall = True
     with pytest.raises(RuntimeError, match=r"enable_alltoall=True.*supported: no alltoall"):
         tl.run(layer, tl.GATED, 3)
+
+
+def _stock_with_one_line(generation, be, layer, caplog, reason_start):
+    assert be.b12x_reason.startswith(reason_start), be.b12x_reason
+    lines = [r.getMessage() for r in caplog.records if "decode stays on CUTLASS" in r.getMessage()]
+    assert len(lines) == 1 and reason_start in lines[0]
+    tl.run(layer, tl.GATED, 3)
+    assert be.calls == ["cutlass.quantize_input", "cutlass.run_moe"]
+
+
+def test_a_kernel_that_fails_its_first_launch_leaves_the_layer_stock(trtllm, generation, caplog):
+    class LaunchFails(tl.StandInDecode):
+        def __call__(self, x, ids, w, out, workspace=None):
+            raise RuntimeError("CUDA error: too many resources requested for launch")
+
+    backend.set_decode_kernel_factory(LaunchFails)
+    enable()
+    with caplog.at_level("WARNING"):
+        be, layer = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED))
+    _stock_with_one_line(generation, be, layer, caplog, "first decode launch failed (RuntimeError: CUDA error")
+
+
+def test_a_kernel_that_returns_nan_at_its_first_launch_leaves_the_layer_stock(trtllm, generation, caplog):
+    class Nan(tl.StandInDecode):
+        def __call__(self, x, ids, w, out, workspace=None):
+            out.fill_(float("nan"))
+
+    backend.set_decode_kernel_factory(Nan)
+    enable()
+    with caplog.at_level("WARNING"):
+        be, layer = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED))
+    _stock_with_one_line(generation, be, layer, caplog, "first decode launch returned non-finite values")
+
+
+def test_a_kernel_that_raises_at_compile_leaves_the_layer_stock(trtllm, generation, caplog):
+    class CompileFails(tl.StandInDecode):
+        def compile_all(self, dtype, top_k):
+            raise RuntimeError("ptxas fatal: Unresolved extern function")
+
+    backend.set_decode_kernel_factory(CompileFails)
+    enable()
+    with caplog.at_level("WARNING"):
+        be, layer = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED))
+    _stock_with_one_line(generation, be, layer, caplog, "decode kernels failed to compile or check (bfloat16")
+    assert tl.StandInDecode.instances[-1].calls == []  # never launched
+
+
+@pytest.mark.compile
+def test_a_failing_sm120_self_check_leaves_the_layer_stock(trtllm, generation, caplog, monkeypatch, tmp_path):
+    """The real SM120 host class, compiled for sm_120a; its launch is replaced (no SM120 GPU
+    here) by one that is 10 % off, so the first-use self-check must refuse it."""
+    pytest.importorskip("cutlass")
+    from trtllm_b12x.arch import get_target
+    from trtllm_b12x.kernels.cache import KernelCache
+    from trtllm_b12x.kernels.decode_model import decode_sm120_model
+    from trtllm_b12x.kernels.moe_decode_sm120 import FusedDecodeSm120
+
+    launches = []
+
+    def off_by_ten_percent(self, x, ids, rw, out, workspace=None):
+        launches.append(x.shape[0])
+        out.copy_(1.1 * decode_sm120_model(self, x, ids, rw))
+
+    monkeypatch.setattr(FusedDecodeSm120, "__call__", off_by_ten_percent)
+    cache = KernelCache(root=tmp_path, use_disk=False)
+    backend.set_decode_kernel_factory(lambda r: FusedDecodeSm120(r, target=get_target("sm_120a"), cache=cache))
+    enable()
+    with caplog.at_level("WARNING"):
+        be, layer = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED))
+    _stock_with_one_line(generation, be, layer, caplog, "decode kernels failed to compile or check (bfloat16, top_k=2): "
+                                                        "SM120 decode self-check failed")
+    assert launches == [1]  # the self-check ran the (replaced) kernel once

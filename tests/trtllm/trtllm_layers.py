@@ -1,5 +1,6 @@
 """Build MoE layers through the double's own factory (``create_moe``), load synthetic
-checkpoints, run them; and a decode kernel that is the float32 oracle, to plug in."""
+checkpoints, run them; and a stand-in decode kernel to plug in (the runner's torch fallback:
+dequantize, bf16 GEMMs — not the float32 oracle the tests compare with)."""
 
 import importlib
 from pathlib import Path
@@ -9,7 +10,6 @@ import torch
 
 from cutlass_layout import checkpoint_from_bundle
 from trtllm_b12x.models import MoEShape, make_moe_weights
-from trtllm_b12x.reference import moe_reference
 
 FAKES = Path(__file__).parent / "fakes"  # the TensorRT-LLM double
 PACKAGES = {"G1": "tensorrt_llm._torch.modules.fused_moe", "G2": "tensorrt_llm._torch.moe.fused_moe"}
@@ -19,28 +19,28 @@ GATED = MoEShape("t-gated", 128, 96, 6, 2, "swiglu", "synthetic")
 RELU2 = MoEShape("t-relu2", 128, 48, 4, 2, "relu2", "synthetic")
 
 
-class OracleDecode:
-    """A decode kernel that computes the oracle; records the batch sizes it served."""
+class StandInDecode:
+    """A decode kernel computed by the runner's torch fallback (its own dequantization and
+    bf16 GEMMs, so a wrong bundle or wrong ids show against the oracle); records the batch
+    sizes it served. The adapter's load-time launch check is its first call: ``[1]``."""
 
     instances: list = []
 
     def __init__(self, runner):
         self.runner = runner
         self.calls = []
-        OracleDecode.instances.append(self)
+        StandInDecode.instances.append(self)
 
     def __call__(self, x, ids, w, out, workspace=None):
         self.calls.append(x.shape[0])
-        r = self.runner
-        y = moe_reference(x, ids, w, r.weights, r.activation, local_expert_offset=r.parallel.expert_offset)
-        out.copy_(y.to(out.dtype))
+        self.runner.fallback(x, ids, w, out)
 
     def workspace_bytes(self, num_tokens, top_k, dtype):
         return 0
 
 
-def oracle_factory(runner):
-    return OracleDecode(runner)
+def stand_in_factory(runner):
+    return StandInDecode(runner)
 
 
 def mod(name):

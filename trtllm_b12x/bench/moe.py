@@ -13,7 +13,7 @@ from ..activation import Activation
 from ..arch import describe_device
 from ..models import MoEShape, make_hidden_states, make_routing
 from ..quantization.bundle import MoEWeights
-from ..moe import MoERunner
+from ..moe import DECODE_MAX_TOKENS, MoERunner
 from ..reference import moe_reference, relative_error
 from .timing import Timing, measure_read_bandwidth, time_cpu, time_gpu
 
@@ -30,6 +30,7 @@ class Impl:
     unavailable: Callable[[torch.device], str | None]  # why it cannot run here, or None
     build: Callable[[MoEWeights, Activation], MoEFn]
     graph_safe: bool = False
+    decode_only: bool = False  # serves m < DECODE_MAX_TOKENS only (larger m would time another path)
 
 
 def _oracle(weights: MoEWeights, act: Activation) -> MoEFn:
@@ -109,9 +110,10 @@ def _needs_grouped_mm(device: torch.device) -> str | None:
 
 IMPLS: list[Impl] = [
     Impl("oracle-fp32", "w4a16", "any device", lambda d: None, _oracle),
-    Impl("b12x-fused", "w4a16", "SM90 GPU (H100/H200)", _needs_fused("sm90"), _fused, graph_safe=True),
+    Impl("b12x-fused", "w4a16", "SM90 GPU (H100/H200)", _needs_fused("sm90"), _fused, graph_safe=True,
+         decode_only=True),
     Impl("b12x-fused-w4a4", "w4a4", "SM120/SM121 GPU (RTX PRO 6000, RTX 5090, DGX Spark)", _needs_fused("sm120"),
-         _fused, graph_safe=True),
+         _fused, graph_safe=True, decode_only=True),
     Impl("torch-dequant-bf16", "w4a16", "CUDA GPU", _needs_cuda, _dequant_bf16),
     Impl("torch-bf16-grouped-gemm", "w4a16", "CUDA GPU with torch._grouped_mm (SM90+)", _needs_grouped_mm,
          _bf16_grouped, graph_safe=True),
@@ -190,6 +192,10 @@ def run_sweep(
         nbytes = unique * weights.bytes_per_expert
         refs: dict[str, torch.Tensor] = {}
         for impl, fn in runnable:
+            if impl.decode_only and m >= DECODE_MAX_TOKENS:
+                res.skipped[f"{impl.name} m={m}"] = (f"the fused decode serves m < {DECODE_MAX_TOKENS}; larger "
+                                                     "batches are prefill (TensorRT-LLM: CUTLASS)")
+                continue
             if progress:
                 progress(f"{impl.name} m={m}")
             if impl.mode not in refs:

@@ -8,6 +8,13 @@
   cutlass-dsl / tvm-ffi versions, so an upgrade or a kernel edit never loads a stale
   binary. Writers take a per-entry file lock and publish with an atomic rename, so
   several worker processes starting together compile each kernel once.
+* Entries verify themselves: the metadata records each file's size and SHA-256, checked on
+  every load. A damaged entry (truncated, flipped bytes, unreadable metadata, an object the
+  loader rejects) is evicted and recompiled with one log line, so it heals on the next start
+  instead of failing every start. A lock held longer than ``lock_timeout`` seconds raises an
+  error naming the lock file and the process holding it.
+* Compile dumps (the cubin kept for the cache and the SASS checks) go to a private
+  directory of this process, one fresh subdirectory per compile, removed once read.
 * Kernels are compiled with TVM-FFI when ``tvm_ffi`` is importable (torch tensors are
   passed straight through, the lowest host overhead cutlass-dsl offers), else with the
   DLPack path.
@@ -15,6 +22,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
 import dataclasses
 import fcntl
@@ -22,9 +31,12 @@ import functools
 import hashlib
 import importlib.util
 import json
+import logging
 import os
-import tempfile
 import shutil
+import socket
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +46,7 @@ import torch
 
 from .._env import package_version, settings
 
+log = logging.getLogger("trtllm_b12x")
 _KERNEL_DIR = Path(__file__).resolve().parent
 _TRACED_SOURCES = (_KERNEL_DIR.parent / "quantization" / "codecs.py",)  # tables traced into kernels
 
@@ -86,13 +99,36 @@ def _load_runtime_libraries() -> None:
         ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
 
 
+_DUMP_ROOT: tuple[int, str] | None = None  # (pid, directory): a forked child makes its own
+_made_dumps = threading.local()  # dump directories this thread's compiles made, removed once read
+
+
+def _dump_root() -> str:
+    """This process's private dump directory (mode 0700), removed at exit."""
+    global _DUMP_ROOT
+    if _DUMP_ROOT is None or _DUMP_ROOT[0] != os.getpid():
+        path = tempfile.mkdtemp(prefix=f"trtllm-b12x-dumps-{os.getpid()}-")
+        atexit.register(shutil.rmtree, path, True)
+        _DUMP_ROOT = (os.getpid(), path)
+    return _DUMP_ROOT[1]
+
+
 def compile_options(target, tvm_ffi: bool) -> str:
     """``cute.compile`` options of every kernel: the explicit target (a GPU-less machine
-    would otherwise silently target sm_100a), the cubin kept for the cache and SASS checks
-    (its file copy goes to a temporary directory, not the working directory)."""
-    dump = os.path.join(tempfile.gettempdir(), "trtllm-b12x-dumps")
-    os.makedirs(dump, exist_ok=True)
+    would otherwise silently target sm_100a), the cubin kept for the cache and SASS checks.
+    Each compile dumps into a fresh subdirectory of this process's private directory: the
+    DSL cuts long kernel names, so two configs could otherwise write the same file name."""
+    dump = tempfile.mkdtemp(prefix="c", dir=_dump_root())
+    _made_dumps.__dict__.setdefault("dirs", []).append(dump)
     return f"--gpu-arch {target.name} --keep-cubin --dump-dir={dump}" + (" --enable-tvm-ffi" if tvm_ffi else "")
+
+
+class CacheLockTimeout(TimeoutError):
+    """Another process held a cache entry's compile lock for longer than the timeout."""
+
+
+def _digest(data: bytes) -> dict:
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 @dataclass
@@ -117,6 +153,7 @@ class KernelCache:
 
     root: Path | None = None
     use_disk: bool = True
+    lock_timeout: float | None = None  # seconds; None: the configured default
     stats: CacheStats = field(default_factory=CacheStats)
     _mem: dict = field(default_factory=dict, repr=False)
 
@@ -125,8 +162,14 @@ class KernelCache:
         return Path(self.root or settings().cache_dir) / source_fingerprint()
 
     def entries(self) -> list[dict]:
-        d = self.directory
-        return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.exists() else []
+        """Metadata of the readable entries of this fingerprint."""
+        out = []
+        for p in sorted(self.directory.glob("*.json")) if self.directory.exists() else ():
+            try:
+                out.append(json.loads(p.read_text()))
+            except (OSError, ValueError):
+                continue  # damaged: evicted on its next load
+        return out
 
     def clear(self) -> None:
         """Forget every compiled kernel, in memory and on disk (all fingerprints)."""
@@ -146,11 +189,10 @@ class KernelCache:
             d = self.directory
             d.mkdir(parents=True, exist_ok=True)
             obj = d / f"{key.digest}.o"
-            ck = self._load(key, obj)
+            ck = self._load(key, obj, evict=False)
             if ck is None:
-                with open(d / f"{key.digest}.lock", "w") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)  # one compiler per entry across processes
-                    ck = self._load(key, obj)
+                with self._locked(d / f"{key.digest}.lock", key):  # one compiler per entry across processes
+                    ck = self._load(key, obj, evict=True)
                     if ck is None:
                         ck = self._compile(key, build)
                         self._store(key, ck, obj)
@@ -160,15 +202,55 @@ class KernelCache:
     # -- internals -------------------------------------------------------------------------
     def _compile(self, key: CompileKey, build: Callable[[], Any]) -> CompiledKernel:
         t0 = time.perf_counter()
-        compiled = build()
-        self.stats.compiled += 1
-        ck = CompiledKernel(key, compiled, "compiled", time.perf_counter() - t0)
-        artifacts = getattr(compiled, "artifacts", None)
-        cubin = getattr(artifacts, "CUBIN", None) if artifacts is not None else None
-        if isinstance(cubin, (str, os.PathLike)):  # with --dump-dir the artifact is the file
-            cubin = Path(cubin).read_bytes()
-        ck.cubin = cubin
+        _made_dumps.dirs = []
+        try:
+            compiled = build()
+            self.stats.compiled += 1
+            ck = CompiledKernel(key, compiled, "compiled", time.perf_counter() - t0)
+            artifacts = getattr(compiled, "artifacts", None)
+            cubin = getattr(artifacts, "CUBIN", None) if artifacts is not None else None
+            if isinstance(cubin, (str, os.PathLike)):  # some DSL versions give the dumped file
+                cubin = Path(cubin).read_bytes()
+            ck.cubin = cubin
+        finally:
+            for d in _made_dumps.dirs:
+                shutil.rmtree(d, ignore_errors=True)
+            _made_dumps.dirs = []
         return ck
+
+    @contextlib.contextmanager
+    def _locked(self, path: Path, key: CompileKey):
+        """The entry's exclusive lock; the holder's pid and host are written into the file so a
+        waiter can say who holds it. Waits at most ``lock_timeout`` seconds."""
+        timeout = settings().lock_timeout_s if self.lock_timeout is None else self.lock_timeout
+        with open(path, "a+") as f:
+            t0 = time.monotonic()
+            told = False
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    waited = time.monotonic() - t0
+                    if waited >= timeout:
+                        raise CacheLockTimeout(
+                            f"compile cache lock {path} ({key.label}) is held by {_holder(path)}; waited "
+                            f"{waited:.0f} s (limit {timeout:g} s, TRTLLM_B12X_LOCK_TIMEOUT); if that process is "
+                            "stuck, stop it or point TRTLLM_B12X_CACHE_DIR elsewhere"
+                        ) from None
+                    if not told and waited >= min(5.0, timeout / 2):
+                        log.info("trtllm-b12x: waiting for compile cache lock %s held by %s", path, _holder(path))
+                        told = True
+                    time.sleep(0.05)
+            try:
+                f.seek(0)
+                f.truncate()
+                f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+                f.flush()
+                yield
+            finally:
+                f.truncate(0)
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def _store(self, key: CompileKey, ck: CompiledKernel, obj: Path) -> None:
         _load_runtime_libraries()
@@ -181,6 +263,7 @@ class KernelCache:
             "function_name": ck.fn.function_name,
             "compile_seconds": ck.seconds,
             "created": time.time(),
+            "files": {".o": _digest(data), ".cubin": _digest(ck.cubin or b"")},
         }
         files = [(obj, data), (obj.with_suffix(".cubin"), ck.cubin or b"")]
         # metadata last: its presence marks a complete entry
@@ -190,14 +273,33 @@ class KernelCache:
             tmp.write_bytes(payload)
             os.replace(tmp, path)  # atomic publish: readers see all or nothing
 
-    def _load(self, key: CompileKey, obj: Path) -> CompiledKernel | None:
+    def _load(self, key: CompileKey, obj: Path, *, evict: bool) -> CompiledKernel | None:
+        """The entry, verified; None when absent or damaged (``evict``: then removed, with one
+        log line; without the lock a half-replaced entry only sends us to the locked path)."""
         meta_path = obj.with_suffix(".json")
         if not (obj.exists() and meta_path.exists()):
             return None
         t0 = time.perf_counter()
-        meta = json.loads(meta_path.read_text())
-        if meta["key"] != key.fields():
-            return None  # digest collision or a hand-edited entry: recompile
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta["key"] != key.fields():
+                return None  # digest collision or a hand-edited entry: recompile
+            blobs = {suffix: obj.with_suffix(suffix).read_bytes() for suffix in (".o", ".cubin")}
+            for suffix, want in meta["files"].items():
+                if _digest(blobs[suffix]) != want:
+                    raise ValueError(f"{obj.with_suffix(suffix).name}: {len(blobs[suffix])} bytes, sha256 "
+                                     f"{_digest(blobs[suffix])['sha256'][:12]}; recorded {want['size']} bytes, "
+                                     f"sha256 {want['sha256'][:12]}")
+            fn = self._link(key, obj, meta)
+        except Exception as exc:  # any damage: unreadable, truncated, altered, rejected by the loader
+            if evict:
+                self._evict(obj, key, f"{type(exc).__name__}: {exc}")
+            return None
+        self.stats.disk_hits += 1
+        return CompiledKernel(key, fn, "disk", time.perf_counter() - t0, blobs[".cubin"] or None)
+
+    @staticmethod
+    def _link(key: CompileKey, obj: Path, meta: dict):
         _load_runtime_libraries()
         from cutlass.cute.runtime import load_module
 
@@ -206,12 +308,22 @@ class KernelCache:
             import tvm_ffi
 
             ptr = module.engine.lookup(f"{meta['prefix']}___tvm_ffi_{meta['function_name']}")
-            fn = tvm_ffi.Function.__from_extern_c__(ptr, keep_alive_object=module.engine)
-        else:
-            fn = getattr(module, meta["prefix"])
-        cubin = obj.with_suffix(".cubin").read_bytes() if obj.with_suffix(".cubin").exists() else None
-        self.stats.disk_hits += 1
-        return CompiledKernel(key, fn, "disk", time.perf_counter() - t0, cubin or None)
+            return tvm_ffi.Function.__from_extern_c__(ptr, keep_alive_object=module.engine)
+        return getattr(module, meta["prefix"])
+
+    @staticmethod
+    def _evict(obj: Path, key: CompileKey, why: str) -> None:
+        for suffix in (".json", ".o", ".cubin"):  # metadata first: the entry stops being complete
+            obj.with_suffix(suffix).unlink(missing_ok=True)
+        log.warning("trtllm-b12x: compile cache entry %s (%s) is damaged (%s); evicted, recompiling",
+                    obj.with_suffix(""), key.label, why)
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "another process (no pid recorded)"
+    except OSError:
+        return "another process"
 
 
 @functools.lru_cache(maxsize=1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -85,6 +85,9 @@ class MoEWeights:
                 raise ValueError(f"MoEWeights.{name} is on {t.device}, w13 on {self.w13.device}: keep one device")
         if (h2 * 2) % BLOCK or inter % BLOCK:
             raise ValueError(f"MoEWeights: H={h2 * 2} and I={inter} must be multiples of {BLOCK}")
+        for name in ("w13_global", "w2_global", "fc1_input_scale", "fc2_input_scale"):
+            if getattr(self, name) is not None:
+                check_positive(getattr(self, name), f"MoEWeights.{name}")
 
     # -- shape ---------------------------------------------------------------------------
     @property
@@ -170,48 +173,77 @@ class MoEWeights:
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
-    def from_modelopt(cls, experts: Sequence[Mapping[str, Mapping[str, torch.Tensor]]]) -> "MoEWeights":
+    def from_modelopt(cls, experts: Sequence[Mapping[str, Mapping[str, torch.Tensor]]],
+                      where: Callable[[int, str, str], str] | None = None) -> "MoEWeights":
         """Build from ModelOpt per-expert tensors.
 
         ``experts[e]`` maps projection names to ModelOpt tensors ``{"weight": uint8 [N, K/2],
         "weight_scale": e4m3 [N, K/16], "weight_scale_2": fp32 scalar, "input_scale": fp32
         scalar (optional)}``. Projections: ``w1`` (gate), ``w3`` (up) and ``w2`` (down) for
         gated experts; ``w1`` (the single FC1, e.g. Nemotron's ``up_proj``) and ``w2`` for ReLU^2.
+
+        Refused, with the tensor named (``where(expert, proj, key)``, e.g. the checkpoint file and
+        tensor name): missing tensors, experts of different shapes, non-float, per-channel,
+        non-finite or non-positive scalars, NaN or negative block scales, input scales on some
+        experts only.
         """
         if not experts:
             raise ValueError("from_modelopt: no experts given")
+        where = where or (lambda e, p, key: f"expert {e} {p}.{key}")
         gated = "w3" in experts[0]
         fc1 = ("w1", "w3") if gated else ("w1",)
+        projs = fc1 + ("w2",)
+        shapes = {}  # (proj, key) -> shape of expert 0
         for e, ex in enumerate(experts):
-            missing = [p for p in fc1 + ("w2",) if p not in ex]
+            missing = [p for p in projs if p not in ex]
             if missing or (("w3" in ex) != gated):
                 raise ValueError(
                     f"from_modelopt: expert {e} has projections {sorted(ex)}; every expert needs "
-                    f"{list(fc1 + ('w2',))} (gated: w1, w3, w2; ReLU^2: w1, w2)"
+                    f"{list(projs)} (gated: w1, w3, w2; ReLU^2: w1, w2)"
                 )
-            for p in fc1 + ("w2",):
+            for p in projs:
                 for key, dtype in (("weight", torch.uint8), ("weight_scale", torch.float8_e4m3fn)):
                     t = ex[p].get(key)
-                    if t is None or t.dtype != dtype:
-                        raise ValueError(
-                            f"from_modelopt: expert {e} {p}.{key} must be {dtype}, got "
-                            f"{None if t is None else t.dtype}"
-                        )
-
-        def scalar(t):
-            return torch.as_tensor(t, dtype=torch.float32).reshape(-1)[0]
+                    if t is None:
+                        _fail(where(e, p, key), "missing")
+                    if t.dtype != dtype or t.dim() != 2:
+                        _fail(where(e, p, key), f"dtype {t.dtype}, shape {tuple(t.shape)}; expected a 2-D {dtype} tensor")
+                    want = shapes.setdefault((p, key), tuple(t.shape))
+                    if tuple(t.shape) != want:
+                        _fail(where(e, p, key), f"shape {tuple(t.shape)}; expert 0 has {want} (all experts of a layer "
+                                                "have one shape)")
+                if ex[p]["weight_scale"].shape != (ex[p]["weight"].shape[0], ex[p]["weight"].shape[1] * 2 // BLOCK):
+                    _fail(where(e, p, "weight_scale"), f"shape {tuple(ex[p]['weight_scale'].shape)}; expected one scale "
+                          f"per {BLOCK} elements of weight {tuple(ex[p]['weight'].shape)}: "
+                          f"{(ex[p]['weight'].shape[0], ex[p]['weight'].shape[1] * 2 // BLOCK)}")
+                _block_scales(ex[p]["weight_scale"], where(e, p, "weight_scale"))
+                if "weight_scale_2" not in ex[p]:
+                    _fail(where(e, p, "weight_scale_2"), "missing (NVFP4 needs the per-tensor global scale)")
+        (n1, h2), (h, i2) = shapes[("w1", "weight")], shapes[("w2", "weight")]
+        if (gated and shapes[("w3", "weight")] != (n1, h2)) or h != 2 * h2 or n1 != 2 * i2:
+            raise ValueError(
+                f"from_modelopt: projection shapes do not form one MoE layer: w1 weight {(n1, h2)}"
+                + (f", w3 weight {shapes[('w3', 'weight')]}" if gated else "") + f", w2 weight {(h, i2)}; expected "
+                f"w1/w3 [I, H/2] and w2 [H, I/2]"
+            )
+        has_input = {(e, p): "input_scale" in ex[p] for e, ex in enumerate(experts) for p in projs}
+        if any(has_input.values()) and not all(has_input.values()):
+            e, p = next(k for k, v in has_input.items() if not v)
+            _fail(where(e, p, "input_scale"), "missing while other experts have one (a checkpoint has input scales "
+                                              "for every expert or for none)")
 
         def stack(p, key):
             return torch.stack([ex[p][key] for ex in experts])
 
         def stack_scalar(p, key):
-            return torch.stack([scalar(ex[p][key]) for ex in experts])
+            return torch.stack([_scalar(ex[p][key], where(e, p, key)) for e, ex in enumerate(experts)])
 
-        def input_scale(projs):
-            if not all("input_scale" in ex[p] for ex in experts for p in projs):
+        def input_scale(ps):
+            if not all(has_input.values()):
                 return None
             # w1 and w3 see the same input: one scale (their max, as TensorRT-LLM does).
-            return torch.stack([torch.stack([scalar(ex[p]["input_scale"]) for p in projs]).amax() for ex in experts])
+            return torch.stack([torch.stack([_scalar(ex[p]["input_scale"], where(e, p, "input_scale"))
+                                             for p in ps]).amax() for e, ex in enumerate(experts)])
 
         return cls(
             w13=torch.cat([stack(p, "weight") for p in fc1], dim=1).contiguous(),
@@ -223,6 +255,46 @@ class MoEWeights:
             fc1_input_scale=input_scale(fc1),
             fc2_input_scale=input_scale(("w2",)),
         )
+
+
+def check_positive(t: torch.Tensor, name: str) -> None:
+    """Global and input scales: finite and > 0 (a zero, negative, NaN or inf global turns every
+    output of its expert into zeros, flipped signs or NaN). Names the first bad element."""
+    bad = ~(torch.isfinite(t) & (t > 0))
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        where = f"expert {idx[0]}" + (f", half {idx[1]}" if len(idx) > 1 else "") if idx else "value"
+        raise ValueError(f"{name}: {where} is {float(t[idx])}; global and input scales must be finite and > 0")
+
+
+def _fail(where: str, rule: str):
+    raise ValueError(f"from_modelopt: {where}: {rule}")
+
+
+def _scalar(t, where: str) -> torch.Tensor:
+    """A per-tensor scale: floating point, one element, finite, > 0 -> float32 0-d."""
+    if not isinstance(t, torch.Tensor):
+        _fail(where, f"expected a tensor, got {type(t).__name__}")
+    if not t.dtype.is_floating_point or t.element_size() < 2:
+        _fail(where, f"dtype {t.dtype}; a per-tensor scale must be float32 (or float16/bfloat16/float64)")
+    if t.numel() != 1:
+        _fail(where, f"shape {tuple(t.shape)}; a per-tensor scale has one element (per-channel scales are not "
+                     "NVFP4 ModelOpt's format)")
+    v = t.detach().float().reshape(())
+    if not bool(torch.isfinite(v)) or not bool(v > 0):
+        _fail(where, f"value {float(v)}; global and input scales must be finite and > 0")
+    return v
+
+
+def _block_scales(t: torch.Tensor, where: str) -> None:
+    """E4M3 block scales: no NaN, no sign bit (the SM120 MMA reads them as unsigned UE4M3)."""
+    u = t.view(torch.uint8)
+    bad = (u & 0x80) != 0
+    bad |= (u & 0x7F) == 0x7F
+    if bool(bad.any()):
+        r, c = (int(i) for i in bad.nonzero()[0])
+        _fail(where, f"row {r}, block {c} holds 0x{int(u[r, c]):02x} ({float(t.view(torch.float8_e4m3fn)[r, c])}); "
+                     "block scales must be finite and non-negative E4M3")
 
 
 def _shape3(t: torch.Tensor, name: str) -> tuple[int, int, int]:

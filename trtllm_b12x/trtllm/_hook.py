@@ -92,16 +92,17 @@ def uninstall() -> None:
 
 
 def _enable(package: str) -> None:
-    # The finder has done its job once either package loaded; enable() is idempotent.
+    # The finder has done its job once either package loaded; enable() is idempotent and
+    # never raises for a TensorRT-LLM it cannot read (it logs and leaves it stock).
     uninstall()
     try:
         from . import promote
-
-        promote.enable(package=package)
-    except Exception as exc:  # an integration bug must never break TensorRT-LLM's import
+    except Exception as exc:  # our package itself is broken: TensorRT-LLM's import must still succeed
         import logging
 
         logging.getLogger("trtllm_b12x.trtllm").warning(
             "trtllm-b12x: TensorRT-LLM integration not enabled (%s: %s); running stock TensorRT-LLM",
             type(exc).__name__, exc,
         )
+        return
+    promote.enable(package=package)

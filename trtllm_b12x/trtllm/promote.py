@@ -28,7 +28,7 @@ from .quant_method import build_quant_methods
 
 @dataclass(frozen=True)
 class Status:
-    state: str  # "active" | "pending" | "disabled" | "absent" | "unsupported" | "off"
+    state: str  # "active" | "pending" | "disabled" | "absent" | "unsupported" | "failed" | "off"
     reason: str = ""
     generation: str | None = None
     package: str | None = None
@@ -75,7 +75,8 @@ def status() -> Status:
 def enable(package: str | None = None) -> Status:
     """Patch TensorRT-LLM's MoE selection (idempotent). With TensorRT-LLM installed but its
     MoE package not imported yet, installs the import hook and applies on import. Changes
-    nothing, and says why, when opted out or when the generation is unknown."""
+    nothing, and says why, when opted out, when the generation is unknown, or when reading
+    it raises (state ``failed``, one log line: the same for this call and the startup hook)."""
     global _state, _package
     if _hook.disabled():
         _state = Status("disabled", f"{_hook.ENV_DISABLE} is set")
@@ -93,17 +94,25 @@ def enable(package: str | None = None) -> Status:
     if _state.state == "active" and _package is not None and sys.modules.get(name) is _package:
         return _state
     _undo_patches()
-    gen = detect(name)
-    if isinstance(gen, str):
-        _state = Status("unsupported", gen, package=name)
-        _log.once(("unsupported", gen), "warning", f"TensorRT-LLM left untouched: {gen}")
+    try:
+        gen = detect(name)
+        if isinstance(gen, str):
+            _state = Status("unsupported", gen, package=name)
+            _log.once(("unsupported", gen), "warning", f"TensorRT-LLM left untouched: {gen}")
+            return _state
+        runtime_facts()  # probe our kernel's availability once, before any selection
+        backend = build_backend(gen, build_quant_methods(gen))
+        patches = _g1_patches(gen, backend) if gen.name == "G1" else _g2_patches(gen, backend)
+        for p in patches:
+            p.apply()
+            _patches.append(p)
+    except Exception as exc:  # a TensorRT-LLM we cannot read (or our bug): stock TensorRT-LLM, never a crash
+        _undo_patches()
+        why = f"{type(exc).__name__}: {exc}"
+        _state = Status("failed", why, package=name)
+        _log.once(("failed", why), "warning", f"TensorRT-LLM integration not enabled ({why}); "
+                                              "running stock TensorRT-LLM")
         return _state
-    runtime_facts()  # probe our kernel's availability once, before any selection
-    backend = build_backend(gen, build_quant_methods(gen))
-    patches = _g1_patches(gen, backend) if gen.name == "G1" else _g2_patches(gen, backend)
-    for p in patches:
-        p.apply()
-        _patches.append(p)
     _state, _package = Status("active", "", gen.name, name, backend), gen.package
     _log.once(("enabled", name), "info", f"{NAME} promoted under moe_backend CUTLASS ({gen.name}, {name})")
     return _state

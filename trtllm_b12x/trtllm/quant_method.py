@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 import types
 
+import torch
+
 from ..activation import Activation
 from ..moe import MoERunner, Parallel
 from . import _log, backend
@@ -36,7 +38,7 @@ class B12xQuantMixin:
         except ValueError as exc:
             return module._b12x_off(f"unexpected CUTLASS weight layout: {exc}")
         runner, reason = _make_runner(module, bundle)
-        if runner is None:
+        if reason is not None:
             return module._b12x_off(reason)
         module._b12x_runner = runner
         mib = bundle_nbytes(bundle) / 2**20
@@ -89,14 +91,31 @@ def _make_runner(module, bundle) -> tuple[MoERunner | None, str | None]:
         explain = getattr(sys.modules.get(getattr(factory, "__module__", "")), "unsupported_reason", None)
         why = explain(runner) if callable(explain) else None
         return None, "the decode kernel factory has no kernel for this layer here" + (f": {why}" if why else "")
+    top_k = _top_k(module)
     compile_all = getattr(runner.decode, "compile_all", None)
     if callable(compile_all):  # compile before any CUDA-graph capture, and fail over here, not mid-run
-        top_k = _top_k(module)
         try:
             compile_all(dtype_name(module.dtype), top_k)
-        except Exception as exc:
-            return None, f"decode kernels failed to compile ({dtype_name(module.dtype)}, top_k={top_k}): {exc}"
-    return runner, None
+        except Exception as exc:  # compile errors and the SM120 tier's self-check
+            return None, f"decode kernels failed to compile or check ({dtype_name(module.dtype)}, top_k={top_k}): {exc}"
+    return runner, _first_launch(runner, module.dtype, top_k)
+
+
+def _first_launch(runner: MoERunner, dtype, top_k: int) -> str | None:
+    """One decode call at load time (one token routed to ``top_k`` local experts), so that a
+    kernel that cannot launch here, or returns non-finite values, fails over now and not in
+    the first served batch. Returns why it failed, or None."""
+    w, par = runner.weights, runner.parallel
+    gen = torch.Generator(device=w.device).manual_seed(0)
+    x = torch.randn(1, w.hidden_size, generator=gen, device=w.device).to(dtype)
+    ids = (par.expert_offset + torch.arange(top_k, device=w.device) % w.num_experts).to(torch.int32).view(1, top_k)
+    rw = torch.full((1, top_k), 1.0 / top_k, device=w.device)
+    try:
+        out = runner(x, ids, rw)
+        finite = bool(torch.isfinite(out).all())  # also waits for the launch
+    except Exception as exc:  # a launch error of any kind: this layer stays on CUTLASS
+        return f"first decode launch failed ({type(exc).__name__}: {exc})"
+    return None if finite else "first decode launch returned non-finite values"
 
 
 def _top_k(module) -> int:
