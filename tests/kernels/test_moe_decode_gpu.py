@@ -106,6 +106,8 @@ def test_swiglu_alpha_beta_limit(tier, layers):
     shape, weights = layers("qwen3-30b-a3b")
     act = Activation("swiglu", alpha=1.702, beta=1.0, limit=0.5)
     runner = MoERunner(weights, act, decode_kernel=_factory())
+    assert runner.decode is not None and runner.decode.tier == tier  # the kernel, not the fallback, is checked
+    assert runner.decode.configs("bfloat16", shape.top_k)[0].limit == 0.5  # ... with these constants compiled in
     for m in (1, 5, 63):
         x = make_hidden_states(m, shape, seed=m, device="cuda")
         ids, w = make_routing(m, weights.num_experts, shape.top_k, seed=m, device="cuda")
