@@ -52,22 +52,28 @@ def test_unrouted_slots_are_skipped():
 
 
 def test_decode_threshold_routes_to_the_decode_kernel():
+    """A stand-in kernel that writes a marker: below the threshold the caller gets exactly the
+    kernel's output, at the threshold the fallback's (close to the oracle, not the marker)."""
     weights = small_weights(SMALL_GATED)
     act = Activation()
     seen = []
+    marker = 7.0
 
-    def oracle_kernel(runner):
+    def marking_kernel(runner):
         def run(x, ids, w, out, workspace=None):
             seen.append(x.shape[0])
-            out.copy_(moe_reference(x, ids, w, runner.weights, runner.activation))
+            out.fill_(marker)
         return run
 
-    r = MoERunner(weights, act, decode_kernel=oracle_kernel)
-    for m in (1, DECODE_MAX_TOKENS - 1, DECODE_MAX_TOKENS):
+    r = MoERunner(weights, act, decode_kernel=marking_kernel)
+    for m in (1, DECODE_MAX_TOKENS - 1):
         x = make_hidden_states(m, SMALL_GATED, seed=m)
         ids, w = make_routing(m, 6, 2, seed=m)
-        out = r(x, ids, w)
-        assert relative_error(out.float(), moe_reference(x, ids, w, weights, act)) < FALLBACK_TOL
+        assert bool((r(x, ids, w) == marker).all())
+    x = make_hidden_states(DECODE_MAX_TOKENS, SMALL_GATED, seed=3)
+    ids, w = make_routing(DECODE_MAX_TOKENS, 6, 2, seed=3)
+    out = r(x, ids, w)
+    assert relative_error(out.float(), moe_reference(x, ids, w, weights, act)) < FALLBACK_TOL
     assert seen == [1, DECODE_MAX_TOKENS - 1]  # 64 tokens is prefill: the fallback ran
 
 
@@ -93,3 +99,11 @@ def test_errors_name_the_value_and_the_rule():
         MoERunner(weights, Activation(), Parallel(num_experts=8, expert_offset=4))
     with pytest.raises(ValueError, match="do not split evenly"):
         MoERunner.shard(weights, Activation(), ep_size=4)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=rf"ep_size={bad}: expected a positive integer"):
+            MoERunner.shard(weights, Activation(), ep_size=bad)
+        with pytest.raises(ValueError, match=rf"tp_size={bad}: expected a positive integer"):
+            MoERunner.shard(weights, Activation(), tp_size=bad)
+    for name, args in (("x", (None, ids, w)), ("topk_ids", (x, None, w)), ("topk_weights", (x, ids, [0.5]))):
+        with pytest.raises(TypeError, match=rf"{name}: expected a torch.Tensor, got"):
+            r(*args)

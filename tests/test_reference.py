@@ -117,6 +117,10 @@ def test_input_errors():
     from dataclasses import replace
     with pytest.raises(ValueError, match="needs the bundle's fc1_input_scale"):
         moe_reference(x, ids, w, replace(weights, fc1_input_scale=None), act, mode="w4a4")
+    with pytest.raises(ValueError, match=r"fc2_input_scale: shape \(4,\); expected one scalar or one per local expert \(\[6\]\)"):
+        moe_reference(x, ids, w, weights, act, mode="w4a4", fc2_input_scale=torch.ones(4))
+    with pytest.raises(ValueError, match=r"fc2_input_scale: expert 0 is -1.0"):
+        moe_reference(x, ids, w, weights, act, mode="w4a4", fc2_input_scale=-1.0)
 
 
 def test_activation_validation():
@@ -126,6 +130,10 @@ def test_activation_validation():
         Activation("relu2", alpha=2.0)
     with pytest.raises(ValueError, match="limit must be > 0"):
         Activation("swiglu", limit=0.0)
+    for name in ("alpha", "beta", "limit"):
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=rf"swiglu {name}=(nan|inf): expected a finite number"):
+                Activation("swiglu", **{name: bad})
 
 
 def test_relative_error_nan_is_infinite():

@@ -141,7 +141,8 @@ def test_sm120_tier_rejects_what_it_cannot_take():
 
 def test_self_check_accepts_the_model_and_rejects_a_wrong_kernel(monkeypatch, tmp_path):
     """The first-use check compares the launched kernels with the host model; here the launch
-    is replaced (no SM120 GPU): by the model itself it passes, by a wrong result it raises."""
+    is replaced (no SM120 GPU): by the W4A4 oracle (another implementation of the same math,
+    within the bound) it passes, by a 10 % wrong result it raises."""
     from trtllm_b12x.kernels.cache import KernelCache
     from trtllm_b12x.kernels.decode_model import decode_sm120_model
     from trtllm_b12x.kernels.moe_decode_sm120 import FusedDecodeSm120
@@ -151,11 +152,16 @@ def test_self_check_accepts_the_model_and_rejects_a_wrong_kernel(monkeypatch, tm
     runner = MoERunner(w, shape.default_activation())
     f = FusedDecodeSm120(runner, target=get_target("sm_120a"), cache=KernelCache(root=tmp_path, use_disk=False))
 
-    def model_launch(self, x, ids, rw, out, workspace=None):
-        out.copy_(decode_sm120_model(self, x, ids, rw))
+    launches = []
 
-    monkeypatch.setattr(FusedDecodeSm120, "__call__", model_launch)
-    f.compile_all("bfloat16", 4)  # compiles both phases for sm_120a, then checks
+    def oracle_launch(self, x, ids, rw, out, workspace=None):  # not the model: the W4A4 oracle
+        launches.append(x.shape[0])
+        out.copy_(moe_reference(x, ids, rw, self.weights, self.activation, mode="w4a4",
+                                local_expert_offset=self.parallel.expert_offset))
+
+    monkeypatch.setattr(FusedDecodeSm120, "__call__", oracle_launch)
+    f.compile_all("bfloat16", 4)  # compiles both phases for sm_120a, then checks: a correct kernel passes
+    assert launches == [1]
 
     def wrong_launch(self, x, ids, rw, out, workspace=None):
         out.copy_(1.1 * decode_sm120_model(self, x, ids, rw))
