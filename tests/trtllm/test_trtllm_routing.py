@@ -198,41 +198,35 @@ def _stock_with_one_line(generation, be, layer, caplog, reason_start):
     assert be.calls == ["cutlass.quantize_input", "cutlass.run_moe"]
 
 
-def test_a_kernel_that_fails_its_first_launch_leaves_the_layer_stock(trtllm, generation, caplog):
-    class LaunchFails(tl.StandInDecode):
-        def __call__(self, x, ids, w, out, workspace=None):
-            raise RuntimeError("CUDA error: too many resources requested for launch")
+class _LaunchFails(tl.StandInDecode):
+    def __call__(self, x, ids, w, out, workspace=None):
+        super().__call__(x, ids, w, out)
+        raise RuntimeError("CUDA error: too many resources requested for launch")
 
-    backend.set_decode_kernel_factory(LaunchFails)
+
+class _ReturnsNan(tl.StandInDecode):
+    def __call__(self, x, ids, w, out, workspace=None):
+        super().__call__(x, ids, w, out)
+        out.fill_(float("nan"))
+
+
+class _CompileFails(tl.StandInDecode):
+    def compile_all(self, dtype, top_k):
+        raise RuntimeError("ptxas fatal: Unresolved extern function")
+
+
+@pytest.mark.parametrize("kernel, reason, launched", [
+    (_LaunchFails, "first decode launch failed (RuntimeError: CUDA error", [1]),
+    (_ReturnsNan, "first decode launch returned non-finite values", [1]),
+    (_CompileFails, "decode kernels failed to compile or check (bfloat16, top_k=2): ptxas fatal", []),
+], ids=["launch-raises", "launch-nan", "compile-raises"])
+def test_a_failing_kernel_leaves_the_layer_stock_with_one_line(trtllm, generation, caplog, kernel, reason, launched):
+    backend.set_decode_kernel_factory(kernel)
     enable()
     with caplog.at_level("WARNING"):
         be, layer = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED))
-    _stock_with_one_line(generation, be, layer, caplog, "first decode launch failed (RuntimeError: CUDA error")
-
-
-def test_a_kernel_that_returns_nan_at_its_first_launch_leaves_the_layer_stock(trtllm, generation, caplog):
-    class Nan(tl.StandInDecode):
-        def __call__(self, x, ids, w, out, workspace=None):
-            out.fill_(float("nan"))
-
-    backend.set_decode_kernel_factory(Nan)
-    enable()
-    with caplog.at_level("WARNING"):
-        be, layer = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED))
-    _stock_with_one_line(generation, be, layer, caplog, "first decode launch returned non-finite values")
-
-
-def test_a_kernel_that_raises_at_compile_leaves_the_layer_stock(trtllm, generation, caplog):
-    class CompileFails(tl.StandInDecode):
-        def compile_all(self, dtype, top_k):
-            raise RuntimeError("ptxas fatal: Unresolved extern function")
-
-    backend.set_decode_kernel_factory(CompileFails)
-    enable()
-    with caplog.at_level("WARNING"):
-        be, layer = tl.loaded_layer(generation, tl.GATED, tl.weights_for(tl.GATED))
-    _stock_with_one_line(generation, be, layer, caplog, "decode kernels failed to compile or check (bfloat16")
-    assert tl.StandInDecode.instances[-1].calls == []  # never launched
+    _stock_with_one_line(generation, be, layer, caplog, reason)
+    assert tl.StandInDecode.instances[-1].calls == launched
 
 
 @pytest.mark.compile
