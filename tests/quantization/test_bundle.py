@@ -43,7 +43,7 @@ def test_from_modelopt_relu2_and_missing_pieces(gen):
     assert not b.gated and b.fc1_input_scale is None and b.w13_global.shape == (1, 1)
     with pytest.raises(ValueError, match="expert 1 has projections"):
         MoEWeights.from_modelopt([{"w1": w1, "w2": w2}, {"w1": w1}])
-    with pytest.raises(ValueError, match=r"w1.weight must be torch.uint8"):
+    with pytest.raises(ValueError, match=r"expert 0 w1.weight: dtype torch.float32, shape \(32, 32\); expected a 2-D torch.uint8"):
         MoEWeights.from_modelopt([{"w1": {**w1, "weight": w1["weight"].float()}, "w2": w2}])
     with pytest.raises(ValueError, match="no experts"):
         MoEWeights.from_modelopt([])
