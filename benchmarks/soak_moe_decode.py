@@ -21,7 +21,7 @@ import time
 import torch
 
 from trtllm_b12x.arch import describe_device
-from trtllm_b12x.kernels.moe_decode import decode_kernel_factory
+from trtllm_b12x.kernels.decode import decode_kernel_factory
 from trtllm_b12x.models import PRESETS, make_moe_weights
 from trtllm_b12x.moe import MoERunner
 from trtllm_b12x.reference import moe_reference, relative_error

@@ -72,7 +72,8 @@ def make_moe_weights(
     """Random bf16 expert weights quantized with the ModelOpt recipe (seeded).
 
     Each projection of each expert gets its own ``weight_scale_2`` (w1 and w3 differ, as in
-    checkpoints calibrated per projection) and per-expert input scales. ``num_experts``
+    checkpoints calibrated per projection) and per-expert input scales. The bundle is in
+    TensorRT-LLM's CUTLASS layout (:class:`MoEWeights`), as a checkpoint reader builds it. ``num_experts``
     limits the number of experts generated (for small test layers). Experts are generated
     ``chunk`` at a time to bound memory.
     """
@@ -80,29 +81,28 @@ def make_moe_weights(
     h, inter = shape.hidden_size, shape.intermediate_size
     gen = torch.Generator(device=device).manual_seed(seed)
     fc1 = ("w1", "w3") if shape.gated else ("w1",)
-    parts: dict[str, list] = {k: [] for k in ("w13", "w13_scale", "w13_global", "w2", "w2_scale", "w2_global")}
+    halves: list[list] = [[] for _ in fc1]  # per projection: NVFP4Tensor per chunk of experts
+    down: list = []
     for lo in range(0, e_total, chunk):
         n = min(chunk, e_total - lo)
-        halves = []
-        for _ in fc1:
+        for half in halves:
             # fan-in scaled so FC1 outputs are O(1); a per-expert spread exercises the globals
             spread = 0.5 + torch.rand(n, 1, 1, generator=gen, device=device)
             w = torch.randn(n, inter, h, generator=gen, device=device) * (spread / h**0.5)
-            halves.append(quantize_weight(w.to(torch.bfloat16), per=1))
+            half.append(quantize_weight(w.to(torch.bfloat16), per=1))
         w = torch.randn(n, h, inter, generator=gen, device=device) * (1.0 / inter**0.5)
-        down = quantize_weight(w.to(torch.bfloat16), per=1)
-        parts["w13"].append(torch.cat([q.data for q in halves], dim=1))
-        parts["w13_scale"].append(torch.cat([q.scale for q in halves], dim=1))
-        parts["w13_global"].append(torch.stack([q.global_scale for q in halves], dim=1))
-        parts["w2"].append(down.data)
-        parts["w2_scale"].append(down.scale)
-        parts["w2_global"].append(down.global_scale)
+        down.append(quantize_weight(w.to(torch.bfloat16), per=1))
     jitter = 0.9 + 0.2 * torch.rand(2, e_total, generator=gen, device=device)
     g = _ACT_AMAX / (6.0 * 448.0)
-    return MoEWeights(
-        **{k: torch.cat(v).contiguous() for k, v in parts.items()},
-        fc1_input_scale=(g * jitter[0]).float(),
-        fc2_input_scale=(g * jitter[1]).float(),
+
+    def cat(qs, field):
+        return torch.cat([getattr(q, field) for q in qs])
+
+    return MoEWeights.from_linear(
+        [(cat(qs, "data"), cat(qs, "scale")) for qs in halves],
+        torch.stack([cat(qs, "global_scale") for qs in halves], dim=1),
+        (cat(down, "data"), cat(down, "scale")), cat(down, "global_scale"),
+        fc1_input_scale=(g * jitter[0]).float(), fc2_input_scale=(g * jitter[1]).float(),
     )
 
 

@@ -75,6 +75,10 @@ class MoERunner:
         self.parallel = parallel
         self.validate_ids = validate_ids
         self.decode = decode_kernel(self) if decode_kernel is not None else None
+        bound = getattr(self.decode, "tokens_bound", DECODE_MAX_TOKENS)
+        if self.decode is not None and bound < DECODE_MAX_TOKENS:
+            raise ValueError(f"decode kernel {type(self.decode).__name__} takes batches below {bound} tokens; the "
+                             f"runner sends it every batch below {DECODE_MAX_TOKENS}")
 
     @classmethod
     def shard(cls, full: MoEWeights, activation: Activation, *, ep_size: int = 1, ep_rank: int = 0,

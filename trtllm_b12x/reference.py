@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from .activation import Activation
+from .metrics import relative_error  # noqa: F401  (re-exported: the oracle's users compare with it)
 from .quantization.bundle import MoEWeights, check_positive
 from .quantization.nvfp4 import fake_quantize
 
@@ -113,12 +114,3 @@ def moe_reference(
         out.index_add_(0, t, w * y)
     return out
 
-
-def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """``||out - ref|| / ||ref||`` in float64; NaN/inf anywhere in ``out`` gives inf."""
-    out64, ref64 = out.double(), ref.double()
-    if not bool(torch.isfinite(out64).all()):
-        return float("inf")
-    den = ref64.norm()
-    num = (out64 - ref64).norm()
-    return float(num / den) if den > 0 else float(num)

@@ -59,7 +59,7 @@ def test_read_ceiling_streams_16_byte_vectors(cache, arch):
 
 
 def _decode_sass(cache, name, phase, arch, dtype="bfloat16"):
-    from trtllm_b12x.kernels.moe_decode import compile_phase, phase_configs
+    from trtllm_b12x.kernels.decode import compile_phase, phase_configs
     from trtllm_b12x.models import PRESETS
 
     s = PRESETS[name]

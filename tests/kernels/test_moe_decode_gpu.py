@@ -65,7 +65,7 @@ def layers():
 
 
 def _factory():
-    from trtllm_b12x.kernels.moe_decode import decode_kernel_factory
+    from trtllm_b12x.kernels.decode import decode_kernel_factory
 
     return decode_kernel_factory
 

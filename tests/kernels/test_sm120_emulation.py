@@ -53,7 +53,8 @@ def test_emulated_mma_is_the_exact_product(name):
     # FC1: every row of both (padded) halves, 5 tokens
     xd, xs = _tokens(5, shape.hidden_size, 1)
     got = fragment_gemv(f.fc1[0][0].view(torch.uint8), f.fc1[1][0], f.fc1_layout, xd, xs)
-    want = _dense(w.w13[0], w.w13_scale[0]) @ _dense(xd, xs).t()
+    fc1 = torch.cat([_dense(*(t[0] for t in w.fc1_half(p, [0]))) for p in w.fc1_projections])  # [gate; up]
+    want = fc1 @ _dense(xd, xs).t()
     halves = 2 if shape.gated else 1
     for h in range(halves):
         assert torch.equal(got[h * i_pad:h * i_pad + inter], want[h * inter:(h + 1) * inter])
@@ -61,7 +62,7 @@ def test_emulated_mma_is_the_exact_product(name):
     # FC2 over the padded intermediate (its padding columns are zero codes and scales)
     ad, as_ = _tokens(8, i_pad, 2)
     got = fragment_gemv(f.fc2[0][0].view(torch.uint8), f.fc2[1][0], f.fc2_layout, ad, as_)
-    want = _dense(w.w2[0], w.w2_scale[0]) @ _dense(ad, as_)[:, :inter].t()
+    want = _dense(*(t[0] for t in w.fc2([0]))) @ _dense(ad, as_)[:, :inter].t()
     assert torch.equal(got, want)
 
 

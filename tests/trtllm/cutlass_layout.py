@@ -44,17 +44,17 @@ def pad2(t, rows, cols):
 
 def checkpoint_from_bundle(w):
     """ModelOpt tensors per expert: ``{e}.{w1|w3|w2}.{weight|weight_scale|weight_scale_2|input_scale}``."""
-    inter, ck = w.intermediate_size, {}
-    fc1 = ("w1", "w3") if w.gated else ("w1",)
+    ck = {}
     for e in range(w.num_experts):
-        for half, proj in enumerate(fc1):
-            rows = slice(half * inter, (half + 1) * inter)
-            ck[f"{e}.{proj}.weight"] = w.w13[e, rows].clone()
-            ck[f"{e}.{proj}.weight_scale"] = w.w13_scale[e, rows].clone()
+        for half, proj in enumerate(w.fc1_projections):  # the bundle's logical view: w1 (gate), w3 (up)
+            data, scale = w.fc1_half(proj, [e])
+            ck[f"{e}.{proj}.weight"] = data[0].clone()
+            ck[f"{e}.{proj}.weight_scale"] = scale[0].clone()
             ck[f"{e}.{proj}.weight_scale_2"] = w.w13_global[e, half].clone()
             ck[f"{e}.{proj}.input_scale"] = w.fc1_input_scale[e].clone()
-        ck[f"{e}.w2.weight"] = w.w2[e].clone()
-        ck[f"{e}.w2.weight_scale"] = w.w2_scale[e].clone()
+        data, scale = w.fc2([e])
+        ck[f"{e}.w2.weight"] = data[0].clone()
+        ck[f"{e}.w2.weight_scale"] = scale[0].clone()
         ck[f"{e}.w2.weight_scale_2"] = w.w2_global[e].clone()
         ck[f"{e}.w2.input_scale"] = w.fc2_input_scale[e].clone()
     return ck

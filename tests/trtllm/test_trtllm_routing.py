@@ -254,3 +254,47 @@ def test_a_failing_sm120_self_check_leaves_the_layer_stock(trtllm, generation, c
     _stock_with_one_line(generation, be, layer, caplog, "decode kernels failed to compile or check (bfloat16, top_k=2): "
                                                         "SM120 decode self-check failed")
     assert launches == [1]  # the self-check ran the (replaced) kernel once
+
+
+def _reachable_tensors(obj, depth=5, seen=None):
+    """Every tensor reachable from ``obj`` through attributes, dataclass fields and containers."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth < 0:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        items = list(obj.values())
+    elif isinstance(obj, (list, tuple, set)):
+        items = list(obj)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type) and type(obj).__module__.startswith(("trtllm_b12x", "trtllm_layers", "test_")):
+        items = list(vars(obj).values())
+    else:
+        return []
+    return [t for it in items for t in _reachable_tensors(it, depth - 1, seen)]
+
+
+@pytest.mark.parametrize("quant", ["NVFP4", "W4A16_NVFP4"])
+def test_the_promoted_layer_holds_one_copy_of_its_weights(promoted, generation, caplog, quant):
+    """The runner's bundle is views of the module's CUTLASS tensors; nothing reachable from the
+    runner holds weight-sized storage of its own, and the layer reports what it does add."""
+    import importlib
+
+    if quant == "W4A16_NVFP4":
+        importlib.import_module("tensorrt_llm._utils").SM = 90
+    weights = tl.weights_for(tl.GATED)
+    with caplog.at_level("INFO"):
+        be, layer = tl.loaded_layer(generation, tl.GATED, weights, quant=quant)
+    assert be.b12x_reason is None
+    owners = {getattr(be, n).untyped_storage().data_ptr()
+              for n in ("w3_w1_weight", "w3_w1_weight_scale", "w2_weight", "w2_weight_scale")}
+    one_expert = weights.stored_bytes_per_expert
+    held = _reachable_tensors(be._b12x_runner)
+    assert len(held) >= 4
+    own = [t for t in held if t.untyped_storage().data_ptr() not in owners]
+    assert all(t.numel() * t.element_size() < one_expert for t in own), [tuple(t.shape) for t in own]
+    assert be.b12x_extra_bytes == sum(t.numel() * t.element_size() for t in be._b12x_runner.weights.tensors().values()
+                                      if t.untyped_storage().data_ptr() not in owners)
+    assert be.b12x_extra_bytes < one_expert
+    assert any("beyond its CUTLASS tensors" in r.getMessage() and "views" in r.getMessage() for r in caplog.records)

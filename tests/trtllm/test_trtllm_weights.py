@@ -42,9 +42,21 @@ def test_bundle_equals_the_cutlass_tensors_math(shape, swizzled, tp):
     got = bundle_from_cutlass_tensors(**t, intermediate_size=i_pp, gated=w.gated, scales_swizzled=swizzled)
     want = w.tp_shard(*tp) if tp[0] > 1 else w
 
-    # the packed data and block scales come back bit for bit, padding stripped, gate rows first
-    for name in ("w13", "w13_scale", "w2", "w2_scale"):
-        assert torch.equal(_bytes(getattr(got, name)), _bytes(getattr(want, name))), name
+    # the bundle is the module's tensors, byte for byte: views, no storage of its own
+    for name, src in (("w13", "w3_w1_weight"), ("w13_scale", "w3_w1_weight_scale"), ("w2", "w2_weight"),
+                      ("w2_scale", "w2_weight_scale")):
+        assert getattr(got, name).data_ptr() == t[src].data_ptr(), name
+        assert getattr(got, name).untyped_storage().data_ptr() == t[src].untyped_storage().data_ptr(), name
+    assert got.scale_layout == ("swizzled" if swizzled else "linear")
+    # its logical view is the checkpoint's tensors bit for bit: gate and up halves, FC2, linear scales
+    for proj in got.fc1_projections:
+        for a, b in zip(got.fc1_half(proj), want.fc1_half(proj)):
+            assert torch.equal(_bytes(a), _bytes(b)), proj
+    for a, b in zip(got.fc2(), want.fc2()):
+        assert torch.equal(_bytes(a), _bytes(b))
+    if swizzled:  # the same layout as the standalone bundle: one code path
+        for name in ("w13", "w13_scale", "w2", "w2_scale"):
+            assert torch.equal(_bytes(getattr(got, name)), _bytes(getattr(want, name))), name
     # global scales: alpha * input_scale recovers weight_scale_2 up to float32 rounding
     torch.testing.assert_close(got.w13_global, want.w13_global, rtol=2e-7, atol=0)
     torch.testing.assert_close(got.w2_global, want.w2_global, rtol=2e-7, atol=0)
@@ -90,12 +102,32 @@ def test_expert_parallel_slice_keeps_its_experts():
     assert torch.equal(got.w13, w.w13[2:4]) and torch.equal(got.w2, w.w2[2:4])
 
 
+def test_building_the_bundle_allocates_nothing_weight_sized_and_is_fast():
+    """Views only: the bundle adds its per-expert scalars, nothing that grows with the weights;
+    building it is host bookkeeping (well under a millisecond per layer)."""
+    import time
+
+    from trtllm_b12x.trtllm.weights import own_bytes
+
+    w = make_moe_weights(GATED, seed=8)
+    t = _tensors(w)
+    got = bundle_from_cutlass_tensors(**t, intermediate_size=GATED.intermediate_size, gated=True)
+    owners = [t[k] for k in ("w3_w1_weight", "w3_w1_weight_scale", "w2_weight", "w2_weight_scale")]
+    extra = own_bytes(got, *owners)
+    assert extra == 4 * w.num_experts * (2 + 1 + 1 + 1)  # w13_global [E, 2], w2_global, two input scales
+    runs = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        bundle_from_cutlass_tensors(**t, intermediate_size=GATED.intermediate_size, gated=True)
+        runs.append(time.perf_counter() - t0)
+    assert sorted(runs)[len(runs) // 2] < 1e-3, runs
+
+
 def test_errors_name_the_value_and_the_rule():
     w = make_moe_weights(GATED, seed=6)
     t = _tensors(w)
-    with pytest.raises(ValueError, match=r"w2_weight_scale: stored shape \[128, 6\] is not a whole number of 128x4"):
-        bad = dict(t, w2_weight=t["w2_weight"].view(torch.uint8)[:, :, :48].contiguous(),
-                   w2_weight_scale=t["w2_weight_scale"].view(torch.uint8)[:, :, :6].contiguous())
+    with pytest.raises(ValueError, match=r"MoEWeights.w2_scale: got shape \(4, 128, 6\) .* expected shape \(4, 128, 8\)"):
+        bad = dict(t, w2_weight_scale=t["w2_weight_scale"].view(torch.uint8)[:, :, :6].contiguous())
         bundle_from_cutlass_tensors(**bad, intermediate_size=96, gated=True)
     with pytest.raises(ValueError, match=r"intermediate_size=200 does not fit .* FC1 has 256 rows \(needs >= 400"):
         bundle_from_cutlass_tensors(**t, intermediate_size=200, gated=True)

@@ -71,7 +71,7 @@ def _bf16_grouped(weights: MoEWeights, act: Activation) -> MoEFn:
 
 def _fused(weights: MoEWeights, act: Activation) -> MoEFn:
     """Ours: the fused NVFP4 decode kernel of this GPU's tier (W4A16 on SM90, W4A4 on SM120)."""
-    from ..kernels.moe_decode import decode_kernel_factory
+    from ..kernels.decode import decode_kernel_factory
 
     runner = MoERunner(weights, act, decode_kernel=decode_kernel_factory, validate_ids=False)
     out = {}
@@ -88,7 +88,7 @@ def _needs_fused(tier: str) -> Callable[[torch.device], str | None]:
         if device.type != "cuda":
             return "no CUDA GPU here"
         from ..arch import current_target
-        from ..kernels.moe_decode import device_reason
+        from ..kernels.decode import device_reason
 
         if (why := device_reason(device)) is not None:
             return why

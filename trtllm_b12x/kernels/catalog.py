@@ -30,7 +30,7 @@ class KernelSpec:
 
 
 def preset_kernels(shape: MoEShape) -> list[KernelSpec]:
-    from .moe_decode import compile_phase, phase_configs
+    from .decode import compile_phase, phase_configs
     from .quantize import QuantizeConfig, get_kernel
 
     def decode(phase: int, dtype: str):

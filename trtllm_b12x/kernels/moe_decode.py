@@ -41,8 +41,7 @@ from cutlass import Float32, Int16, Int32, Uint8, Uint32
 from cutlass.cute.nvgpu import cpasync
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
-from ..arch import Target, UnsupportedArchError, current_target, sm_count
-from ..moe import DECODE_MAX_TOKENS
+from ..arch import Target, current_target, sm_count
 from ..quantization.fragments import (CHUNK_K, K_ALIGN, M16N8K16_MAG_BIT, M16N8K16_SIGN_BIT, FragmentLayout,
                                       pack_fragments, round_up)
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
@@ -50,6 +49,7 @@ from .intrinsics import CODE_SHIFT, EPILOGUE_SCALE, TOKEN_DTYPES, mma_m16n8k16, 
 
 log = logging.getLogger("trtllm_b12x")
 
+TOKENS_BOUND = 64  # the kernels take batches of fewer tokens than this (pair lists, workspace)
 PHASES = ("fc1", "fc2")
 ACTIVATIONS = ("swiglu", "relu2", "none")
 TILES_PER_UNIT = 2  # 16-row tiles a work item computes (gated FC1: one gate + one up tile)
@@ -737,13 +737,13 @@ def padded_intermediate(intermediate: int, mma: str) -> int:
 
 
 def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_k: int, dtype: str,
-                  target: Target, expert_offset: int = 0) -> tuple[GemvConfig, GemvConfig]:
-    """The (FC1, FC2) kernel configs of a layer on ``target``: FC1 halves and FC2's K padded to
-    ``I_pad`` for the tier's MMA; CTAs per SM and ring stages sized to the SM's shared memory."""
-    mma = fused_decode_class(target.tier).kernel_cls.mma
+                  target: Target, expert_offset: int = 0, *, mma: str) -> tuple[GemvConfig, GemvConfig]:
+    """The (FC1, FC2) kernel configs of a layer on ``target`` for a tier's ``mma``: FC1 halves
+    and FC2's K padded to ``I_pad``; CTAs per SM and ring stages sized to the SM's shared
+    memory. (:func:`trtllm_b12x.kernels.decode.phase_configs` picks ``mma`` from the target.)"""
     i_pad = padded_intermediate(intermediate, mma)
     common = dict(dtype=dtype, experts=experts, expert_offset=expert_offset, top_k=top_k,
-                  max_pairs=DECODE_MAX_TOKENS * top_k, mma=mma)
+                  max_pairs=TOKENS_BOUND * top_k, mma=mma)
     fc1 = GemvConfig("fc1", k=hidden, rows=(2 if activation.gated else 1) * i_pad, out_cols=i_pad,
                      activation=activation.kind, alpha=activation.alpha, beta=activation.beta, limit=activation.limit,
                      **common)
@@ -767,18 +767,18 @@ def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.nn.functional.pad(u, (0, 0, 0, rows - u.shape[1]))
 
 
-def _pack(data: torch.Tensor, scale: torch.Tensor, layout: FragmentLayout, experts_per_step: int = 16):
-    """Fragment-layout codes (as int32 words) and scales, packed a few experts at a time
-    (the unpacked intermediate is 2 bytes per weight)."""
-    parts = [pack_fragments(data[i:i + experts_per_step], scale[i:i + experts_per_step], layout)
-             for i in range(0, data.shape[0], experts_per_step)]
+def _pack(get, experts: int, layout: FragmentLayout, experts_per_step: int = 16):
+    """Fragment-layout codes (as int32 words) and scales, packed a few experts at a time from
+    ``get(slice) -> (data, linear scales)`` (the unpacked intermediate is 2 bytes per weight)."""
+    parts = [pack_fragments(*get(slice(i, i + experts_per_step)), layout) for i in range(0, experts, experts_per_step)]
     return torch.cat([c for c, _ in parts]).view(torch.int32), torch.cat([s for _, s in parts])
 
 
 class FusedDecode:
     """The decode kernel bound to one runner's weights: ``fn(x, ids, weights, out)``.
 
-    Weights are repacked once into the tier's fragment layout (FC1 halves padded to ``I_pad``,
+    Weights are repacked once, a few experts at a time, from the bundle (TensorRT-LLM's CUTLASS
+    layout) into the tier's fragment layout (FC1 halves padded to ``I_pad``,
     a multiple of ``K_ALIGN``, with zero rows: the padded intermediate columns are exactly 0,
     so FC2 can run its K loop over ``I_pad``). Kernels compile (or load from the cache) on
     first use per (dtype, top_k); the workspace is allocated once per (dtype, top_k) for the
@@ -788,6 +788,7 @@ class FusedDecode:
 
     tier = "sm90"
     kernel_cls = DecodeGemvSm90
+    tokens_bound = TOKENS_BOUND  # the runner checks that this covers its decode range
 
     def __init__(self, runner, *, cache: KernelCache | None = None, target: Target | None = None):
         w, par, act = runner.weights, runner.parallel, runner.activation
@@ -799,14 +800,18 @@ class FusedDecode:
         self.tvm_ffi = have_tvm_ffi()
         mma = self.kernel_cls.mma
         self.i_pad = padded_intermediate(w.intermediate_size, mma)
-        h, inter, halves = w.hidden_size, w.intermediate_size, 2 if w.gated else 1
-        data = torch.cat([_pad_rows(w.w13[:, s * inter:(s + 1) * inter], self.i_pad) for s in range(halves)], 1)
-        scale = torch.cat([_pad_rows(w.w13_scale[:, s * inter:(s + 1) * inter], self.i_pad) for s in range(halves)], 1)
+        h, halves = w.hidden_size, len(w.fc1_projections)
+
+        def fc1(sel):  # gate-first halves, each padded to I_pad rows
+            parts = [w.fc1_half(p, sel) for p in w.fc1_projections]
+            data = torch.cat([_pad_rows(d, self.i_pad) for d, _ in parts], 1)
+            return data, torch.cat([_pad_rows(sf, self.i_pad) for _, sf in parts], 1).view(torch.float8_e4m3fn)
+
         self._fc1_rows = halves * self.i_pad
         self.fc1_layout = fragment_layout(self._fc1_rows, h, mma)
         self.fc2_layout = fragment_layout(h, self.i_pad, mma)
-        self.fc1 = _pack(data, scale.view(torch.float8_e4m3fn), self.fc1_layout)
-        self.fc2 = _pack(w.w2, w.w2_scale, self.fc2_layout)
+        self.fc1 = _pack(fc1, w.num_experts, self.fc1_layout)
+        self.fc2 = _pack(w.fc2, w.num_experts, self.fc2_layout)
         self.fc1_scalars, self.fc2_scalars = self.expert_scalars(w)
         self._bound: dict = {}
         self._sms: int | None = None
@@ -833,6 +838,16 @@ class FusedDecode:
     def intermediate_bytes(self, pairs: int, dtype: torch.dtype) -> int:
         return pairs * self.i_pad * dtype.itemsize
 
+    def held_bytes(self) -> dict[str, int]:
+        """Device bytes this object holds beyond the runner's bundle: the fragment-layout copy of
+        the weights (until the kernels read the bundle's layout in place), the per-expert
+        scalars and the workspaces allocated so far (one per dtype and top-k)."""
+        def nbytes(*ts):
+            return sum(t.numel() * t.element_size() for t in ts)
+
+        return {"weights": nbytes(*self.fc1, *self.fc2), "scalars": nbytes(self.fc1_scalars, self.fc2_scalars),
+                "workspace": nbytes(*(b[2] for b in self._bound.values()))}
+
     def intermediate_view(self, buf: torch.Tensor, pairs: int, dtype: torch.dtype) -> torch.Tensor:
         return buf.view(dtype)[: pairs * self.i_pad].view(pairs, self.i_pad)
 
@@ -844,7 +859,7 @@ class FusedDecode:
     def configs(self, dtype: str, top_k: int) -> tuple[GemvConfig, GemvConfig]:
         w = self.weights
         return phase_configs(w.hidden_size, w.intermediate_size, w.num_experts, self.activation, top_k, dtype,
-                             self.target, self.parallel.expert_offset)
+                             self.target, self.parallel.expert_offset, mma=self.kernel_cls.mma)
 
     def compile_all(self, dtype: str, top_k: int) -> list:
         """Compile (or load) both phases for (dtype, top_k) and allocate their workspace, so a
@@ -852,10 +867,11 @@ class FusedDecode:
         key = (dtype, top_k)
         if key not in self._bound:
             cfgs = self.configs(dtype, top_k)
-            kernels = [compile_phase(cfg, self.target, cache=self.cache, tvm_ffi=self.tvm_ffi) for cfg in cfgs]
+            kernels = [compile_gemv(self.kernel_cls(cfg), self.target, cache=self.cache, tvm_ffi=self.tvm_ffi)
+                       for cfg in cfgs]
             kernels.append(compile_slot_sum(cfgs[1], self.target, cache=self.cache, tvm_ffi=self.tvm_ffi))
             tdt = TOKEN_DTYPES[dtype][1]
-            ws = torch.zeros(self.workspace_bytes(DECODE_MAX_TOKENS - 1, top_k, tdt), dtype=torch.uint8,
+            ws = torch.zeros(self.workspace_bytes(TOKENS_BOUND - 1, top_k, tdt), dtype=torch.uint8,
                              device=self.weights.device)
             self._bound[key] = (kernels, cfgs, ws, {})
         return self._bound[key][0]
@@ -910,17 +926,6 @@ class FusedDecode:
 _DTYPE_NAMES = {tdt: name for name, (_, tdt) in TOKEN_DTYPES.items()}
 
 
-def fused_decode_class(tier: str) -> type[FusedDecode]:
-    """The host class of the decode kernel for a tier (the SM120 variant lives in its own module)."""
-    if tier == "sm120":
-        from .moe_decode_sm120 import FusedDecodeSm120
-
-        return FusedDecodeSm120
-    if tier == FusedDecode.tier:
-        return FusedDecode
-    raise UnsupportedArchError(f"no fused decode kernel for tier {tier}; supported tiers: sm90, sm120")
-
-
 def _compiled(kernel, cfg: GemvConfig, target: Target, cache: KernelCache | None, tvm_ffi: bool | None):
     tvm_ffi = have_tvm_ffi() if tvm_ffi is None else tvm_ffi
     key = CompileKey(kernel.family, target.name, cfg, tvm_ffi)
@@ -933,33 +938,7 @@ def compile_slot_sum(fc2: GemvConfig, target: Target, *, cache: KernelCache | No
     return _compiled(SlotSum(fc2), fc2, target, cache, tvm_ffi)
 
 
-def compile_phase(cfg: GemvConfig, target: Target, *, cache: KernelCache | None = None, tvm_ffi: bool | None = None):
-    """One decode phase compiled for ``target`` with its tier's kernel (or loaded from the cache)."""
-    return _compiled(fused_decode_class(target.tier).kernel_cls(cfg), cfg, target, cache, tvm_ffi)
-
-
-def device_reason(device: torch.device) -> str | None:
-    """Why the fused decode cannot run on ``device``, or None."""
-    if device.type != "cuda":
-        return f"{device} is not a CUDA device; the fused decode runs on CUDA GPUs"
-    try:
-        fused_decode_class(current_target(device).tier)
-    except UnsupportedArchError as err:
-        return str(err)
-    return None
-
-
-def unsupported_reason(runner) -> str | None:
-    """Why the fused decode cannot serve this runner here, or None."""
-    w = runner.weights
-    return device_reason(w.device) or fused_decode_class(current_target(w.device).tier).shape_reason(w)
-
-
-def decode_kernel_factory(runner) -> FusedDecode | None:
-    """``MoERunner(..., decode_kernel=decode_kernel_factory)``: the fused decode for this GPU,
-    or None (the runner then uses its fallback) with one log line saying why."""
-    why = unsupported_reason(runner)
-    if why is not None:
-        log.info("trtllm-b12x: fused decode not used: %s", why)
-        return None
-    return fused_decode_class(current_target(runner.weights.device).tier)(runner)
+def compile_gemv(kernel: DecodeGemvSm90, target: Target, *, cache: KernelCache | None = None,
+                 tvm_ffi: bool | None = None):
+    """One decode phase's kernel (of any tier) compiled for ``target`` (or loaded from the cache)."""
+    return _compiled(kernel, kernel.cfg, target, cache, tvm_ffi)

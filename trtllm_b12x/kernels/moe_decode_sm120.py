@@ -185,7 +185,7 @@ class FusedDecodeSm120(FusedDecode):
         (:mod:`.decode_model`). The SM120 tier is verified by compilation and emulation, not
         yet by a run in this project's CI, so it proves itself on the GPU it is about to
         serve on; a mismatch raises and callers keep their fallback (TensorRT-LLM: CUTLASS)."""
-        from ..reference import relative_error
+        from ..metrics import relative_error
         from .decode_model import decode_sm120_model
 
         w, dev = self.weights, self.weights.device

@@ -42,7 +42,7 @@ _runtime: RuntimeFacts | None = None
 
 def set_decode_kernel_factory(factory) -> None:
     """Plug in ``factory(runner) -> kernel | None`` (``kernel(x, ids, weights, out[, workspace])``)
-    instead of ``trtllm_b12x.kernels.moe_decode.decode_kernel_factory``; None restores that."""
+    instead of ``trtllm_b12x.kernels.decode.decode_kernel_factory``; None restores that."""
     global _factory_override, _runtime
     _factory_override, _runtime = factory, None
 
@@ -53,9 +53,9 @@ def _decode_kernel_factory():
     if _factory_override is not None:
         return _factory_override
     try:
-        from trtllm_b12x.kernels.moe_decode import decode_kernel_factory
+        from trtllm_b12x.kernels.decode import decode_kernel_factory
     except Exception as exc:  # any import failure means no kernel; TensorRT-LLM must keep running
-        _factory_error = f"trtllm_b12x.kernels.moe_decode is not importable ({type(exc).__name__}: {exc})"
+        _factory_error = f"trtllm_b12x.kernels.decode is not importable ({type(exc).__name__}: {exc})"
         return None
     return decode_kernel_factory
 

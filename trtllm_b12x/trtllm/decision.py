@@ -19,7 +19,7 @@ topology                   any EP size (global expert ids) and MoE TP; no attent
                            alltoall / allgather mixes per-rank quantization choices), no MoE
                            clusters, no router weight applied on the input
 EPLB, MoE LoRA             not supported
-decode kernel              importable (nvidia-cutlass-dsl and trtllm_b12x.kernels.moe_decode)
+decode kernel              importable (nvidia-cutlass-dsl and trtllm_b12x.kernels.decode)
 =========================  ===================================================================
 """
 

@@ -1,7 +1,7 @@
 """The quant method: TensorRT-LLM's CUTLASS NVFP4 method (and its W4A16 variant), plus one
 step once the CUTLASS tensors are final (G2 ``transform_weights``, G1 ``post_load_weights``):
-build our weight bundle from them, make the layer's :class:`MoERunner` and compile its decode
-kernel for this GPU. The CUTLASS tensors stay for prefill; a failure leaves the layer on
+build our weight bundle from them (views: the bundle's layout is theirs), make the layer's
+:class:`MoERunner` and compile its decode kernel for this GPU. A failure leaves the layer on
 CUTLASS with the reason.
 """
 
@@ -17,7 +17,7 @@ from ..moe import MoERunner, Parallel
 from . import _log, backend
 from .backend import NAME, activation_name, runtime_facts
 from .decision import dtype_name
-from .weights import bundle_from_module, bundle_nbytes
+from .weights import bundle_from_module, own_bytes
 
 _ACTIVATION_KIND = {"Swiglu": "swiglu", "Relu2": "relu2"}
 
@@ -41,10 +41,14 @@ class B12xQuantMixin:
         if reason is not None:
             return module._b12x_off(reason)
         module._b12x_runner = runner
-        mib = bundle_nbytes(bundle) / 2**20
-        module.b12x_extra_bytes = bundle_nbytes(bundle)
-        _log.once("memory", "info", f"{NAME}: b12x weight bundle {mib:.1f} MiB per layer (layer "
-                                    f"{getattr(module, 'layer_idx', '?')}), kept next to the CUTLASS tensors")
+        owners = [getattr(module, n) for n in ("w3_w1_weight", "w3_w1_weight_scale", "w2_weight", "w2_weight_scale")]
+        held = getattr(runner.decode, "held_bytes", dict)()
+        parts = {"bundle scalars": own_bytes(bundle, *owners), **{f"decode {k}": v for k, v in held.items()}}
+        module.b12x_extra_bytes = sum(parts.values())
+        detail = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in parts.items())
+        _log.once("memory", "info", f"{NAME}: layer {getattr(module, 'layer_idx', '?')} holds "
+                                    f"{module.b12x_extra_bytes / 2**20:.1f} MiB beyond its CUTLASS tensors ({detail}); "
+                                    "the bundle itself is views of those tensors")
 
 
 class TransformWeightsHook:

@@ -1,4 +1,4 @@
-"""TensorRT-LLM's CUTLASS NVFP4 MoE tensors -> our :class:`MoEWeights` bundle (pure torch).
+"""TensorRT-LLM's CUTLASS NVFP4 MoE tensors -> our :class:`MoEWeights` bundle, as views.
 
 What ``NVFP4CutlassFusedMoEMethod`` leaves on the module after loading (E local experts,
 hidden H, intermediate I per TP rank, g = 2 for SwiGLU, 1 for ReLU^2):
@@ -19,10 +19,14 @@ fc2_input_scale      [] float32                     like fc31_input_scale, for F
 fc2_alpha            [E] float32                    like fc31_alpha, for FC2
 ==================== ============================== ==========================================
 
+That is our bundle's layout, so the bundle's four weight tensors are views of these (no
+new storage, no kernel launched); only the per-expert scalars are derived: the globals
+``weight_scale_2 = alpha * input_scale`` and the activation scales ``1 / fc*_input_scale``.
 The W4A16 method leaves the same tensors with the block scales un-swizzled (linear layout
-over the padded shape). w1 and w3 share one ``weight_scale_2`` per expert (TensorRT-LLM keeps
-the larger when a checkpoint's differ), so both halves of our ``w13_global`` get it: decode
-then dequantizes exactly what CUTLASS prefill does.
+over the same padded shape): ``scale_layout="linear"``. w1 and w3 share one
+``weight_scale_2`` per expert (TensorRT-LLM keeps the larger when a checkpoint's differ), so
+both halves of our ``w13_global`` get it: decode then dequantizes exactly what CUTLASS
+prefill does.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ from __future__ import annotations
 import torch
 
 from ..quantization.bundle import MoEWeights
-from ..quantization.layouts import swap_gate_up, unswizzle_128x4
 from ..quantization.nvfp4 import BLOCK
 
 
@@ -45,19 +48,6 @@ def _scales(t: torch.Tensor, name: str) -> torch.Tensor:
         raise ValueError(f"{name}: dtype {t.dtype}; expected E4M3 block scales as int32 (TensorRT-LLM), "
                          "uint8 or float8_e4m3fn")
     return t.detach().view(torch.float8_e4m3fn)
-
-
-def _linear(sf: torch.Tensor, name: str, swizzled: bool) -> torch.Tensor:
-    """Block scales over the stored (padded) shape in linear layout."""
-    if not swizzled:
-        return sf
-    rows, cols = sf.shape[-2:]
-    if rows % 128 or cols % 4:
-        raise ValueError(
-            f"{name}: stored shape [{rows}, {cols}] is not a whole number of 128x4 swizzle tiles "
-            "(rows a multiple of 128, scale columns of 4), as TensorRT-LLM's block_scale_interleave produces"
-        )
-    return unswizzle_128x4(sf, rows, cols)
 
 
 def _global(alpha: torch.Tensor, input_scale: torch.Tensor, name: str) -> torch.Tensor:
@@ -82,10 +72,9 @@ def bundle_from_cutlass_tensors(
     gated: bool,
     scales_swizzled: bool = True,
 ) -> MoEWeights:
-    """Our bundle from one layer's CUTLASS NVFP4 tensors (see the module doc): undo the
-    swizzle, reorder ``[w3; w1]`` to gate-first, drop the padding, recover each global scale
-    as ``alpha * input_scale``. Dimensions come from the stored tensors; ``intermediate_size``
-    (per TP rank) only says where the halves split."""
+    """Our bundle from one layer's CUTLASS NVFP4 tensors (see the module doc): views of the
+    four weight tensors, and per-expert globals recovered as ``alpha * input_scale``.
+    ``intermediate_size`` is per TP rank."""
     inter, halves = intermediate_size, 2 if gated else 1
     w13 = _bytes(w3_w1_weight, "w3_w1_weight")
     w13_sf = _scales(w3_w1_weight_scale, "w3_w1_weight_scale")
@@ -94,9 +83,7 @@ def bundle_from_cutlass_tensors(
     e, rows, h2 = w13.shape
     hidden = h2 * 2
     expect = {
-        "w3_w1_weight_scale": (tuple(w13_sf.shape), (e, rows, hidden // BLOCK)),
         "w2_weight": (tuple(w2.shape[:2]), (e, hidden)),
-        "w2_weight_scale": (tuple(w2_sf.shape), (e, hidden, w2.shape[2] * 2 // BLOCK)),
         "fc31_alpha": (tuple(fc31_alpha.shape), (e,)),
         "fc2_alpha": (tuple(fc2_alpha.shape), (e,)),
     }
@@ -112,28 +99,19 @@ def bundle_from_cutlass_tensors(
     for name, t in (("fc31_input_scale", fc31_input_scale), ("fc2_input_scale", fc2_input_scale)):
         if t.numel() != 1:
             raise ValueError(f"{name}: shape {tuple(t.shape)}; expected one scalar per layer")
-
-    w13_sf = _linear(w13_sf, "w3_w1_weight_scale", scales_swizzled)
-    w2_sf = _linear(w2_sf, "w2_weight_scale", scales_swizzled)
-
-    def fc1(t):  # [w3; w1; pad] -> [w1; w3] (SwiGLU) or [w1; pad] -> [w1] (ReLU^2)
-        return (swap_gate_up(t, inter) if gated else t[:, :inter]).contiguous()
-
     ws2_fc1 = _global(fc31_alpha, fc31_input_scale.reshape(()), "FC1")
     return MoEWeights(
-        w13=fc1(w13),
-        w13_scale=fc1(w13_sf),
-        w13_global=ws2_fc1[:, None].expand(e, halves).contiguous(),
-        w2=w2[:, :, : inter // 2].contiguous(),
-        w2_scale=w2_sf[:, :, : inter // BLOCK].contiguous(),
-        w2_global=_global(fc2_alpha, fc2_input_scale.reshape(()), "FC2"),
+        w13=w13, w13_scale=w13_sf, w13_global=ws2_fc1[:, None].expand(e, halves).contiguous(),
+        w2=w2, w2_scale=w2_sf, w2_global=_global(fc2_alpha, fc2_input_scale.reshape(()), "FC2"),
+        intermediate=inter,
         fc1_input_scale=(1.0 / fc31_input_scale.detach().float().reshape(())).expand(e).contiguous(),
         fc2_input_scale=(1.0 / fc2_input_scale.detach().float().reshape(())).expand(e).contiguous(),
+        scale_layout="swizzled" if scales_swizzled else "linear",
     )
 
 
 def bundle_from_module(module, *, scales_swizzled: bool) -> MoEWeights:
-    """The bundle of a loaded CUTLASS MoE module (its per-rank shard)."""
+    """The bundle of a loaded CUTLASS MoE module (its per-rank shard): views of its tensors."""
     return bundle_from_cutlass_tensors(
         module.w3_w1_weight, module.w3_w1_weight_scale, module.w2_weight, module.w2_weight_scale,
         module.fc31_alpha, module.fc2_alpha, module.fc31_input_scale, module.fc2_input_scale,
@@ -143,5 +121,9 @@ def bundle_from_module(module, *, scales_swizzled: bool) -> MoEWeights:
     )
 
 
-def bundle_nbytes(w: MoEWeights) -> int:
-    return sum(t.numel() * t.element_size() for t in vars(w).values() if isinstance(t, torch.Tensor))
+def own_bytes(w: MoEWeights, *owners: torch.Tensor) -> int:
+    """Bytes of the bundle's tensors whose storage is none of ``owners``' (the module's
+    tensors): what the bundle adds to the layer."""
+    shared = {t.untyped_storage().data_ptr() for t in owners}
+    return sum(t.numel() * t.element_size() for t in w.tensors().values()
+               if t.untyped_storage().data_ptr() not in shared)
