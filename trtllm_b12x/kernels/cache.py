@@ -342,8 +342,10 @@ def launch(ck: CompiledKernel, *tensors) -> None:
         from cuda.bindings.driver import CUstream
         from cutlass.cute.runtime import from_dlpack
 
-        # dynamic layouts, as compiled from the fake tensors (one-element tensors stay static)
-        args = [from_dlpack(t, assumed_align=16) if isinstance(t, torch.Tensor) else t for t in tensors]
-        args = [a if not isinstance(t, torch.Tensor) or t.numel() == 1 else a.mark_layout_dynamic()
-                for a, t in zip(args, tensors)]
+        # dynamic layouts, as compiled from the fake tensors. Every tensor: a one-element one (a
+        # decode batch of one routed pair) left static would reach a kernel compiled for a
+        # symbolic size with the wrong size. All our kernel tensors are row-major, so the
+        # leading dimension is the last (size-1 dimensions leave it ambiguous otherwise).
+        args = [from_dlpack(t, assumed_align=16).mark_layout_dynamic(leading_dim=t.dim() - 1)
+                if isinstance(t, torch.Tensor) else t for t in tensors]
         ck.fn(*args, CUstream(stream))
