@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from trtllm_b12x.quantization import swap_gate_up, swizzle_128x4, swizzled_shape, unswizzle_128x4
+from trtllm_b12x.quantization import swizzle_128x4, swizzled_shape, unswizzle_128x4
 
 
 def _offset(r, c, kt):
@@ -43,15 +43,3 @@ def test_unswizzle_rejects_wrong_shape():
         unswizzle_128x4(torch.zeros(128, 4, dtype=torch.uint8), 130, 4)
     with pytest.raises(ValueError, match=r"\[..., rows, cols\]"):
         swizzle_128x4(torch.zeros(4, dtype=torch.uint8))
-
-
-def test_swap_gate_up_is_an_involution_and_drops_padding(gen):
-    inter = 10
-    w31 = torch.randn(3, 128, 8, generator=gen)  # [w3; w1] padded to 128 rows
-    w13 = swap_gate_up(w31, inter)
-    assert w13.shape == (3, 2 * inter, 8)
-    assert torch.equal(w13[:, :inter], w31[:, inter : 2 * inter])
-    assert torch.equal(w13[:, inter:], w31[:, :inter])
-    assert torch.equal(swap_gate_up(w13, inter), w31[:, : 2 * inter])
-    with pytest.raises(ValueError, match="cannot hold two halves"):
-        swap_gate_up(w31, 100)

@@ -16,7 +16,7 @@ from .codecs import (
     pack_e2m1,
     unpack_e2m1,
 )
-from .layouts import swap_gate_up, swizzle_128x4, swizzled_shape, unswizzle_128x4
+from .layouts import swizzle_128x4, swizzled_shape, unswizzle_128x4
 from .nvfp4 import (
     BLOCK,
     NVFP4Tensor,
@@ -49,7 +49,6 @@ __all__ = [
     "quantize_activation",
     "quantize_nvfp4",
     "quantize_weight",
-    "swap_gate_up",
     "swizzle_128x4",
     "swizzled_shape",
     "unpack_e2m1",

@@ -16,7 +16,7 @@ Linear layout
 
 Gate/up order
     TensorRT-LLM stores the fused FC1 of gated activations as ``[w3; w1]`` (up rows, then
-    gate rows). Our bundle stores ``[w1; w3]`` (gate, then up). The swap is its own inverse.
+    gate rows), and so does our bundle (:class:`~trtllm_b12x.quantization.bundle.MoEWeights`).
 """
 
 from __future__ import annotations
@@ -69,15 +69,3 @@ def unswizzle_128x4(sf: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     t = t.permute(*range(n), n + 0, n + 3, n + 2, n + 1, n + 4)  # (mt, i1, i0, kt, c4)
     out = t.contiguous().reshape(*lead, prows, pcols)[..., :rows, :cols].contiguous()
     return out.view(sf.dtype) if raw is not sf else out
-
-
-def swap_gate_up(t: torch.Tensor, intermediate: int) -> torch.Tensor:
-    """``[w3; w1]`` <-> ``[w1; w3]`` along dim -2 (rows beyond ``2*intermediate``, i.e.
-    TensorRT-LLM's 128-row padding, are dropped)."""
-    if t.shape[-2] < 2 * intermediate:
-        raise ValueError(
-            f"swap_gate_up: {t.shape[-2]} rows cannot hold two halves of intermediate={intermediate}"
-        )
-    a = t[..., :intermediate, :]
-    b = t[..., intermediate : 2 * intermediate, :]
-    return torch.cat((b, a), dim=-2)
