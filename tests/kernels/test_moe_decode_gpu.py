@@ -193,3 +193,38 @@ def test_sm120_matches_its_host_model(layers, name):
         out = torch.full((m, shape.hidden_size), float("nan"), dtype=x.dtype, device="cuda")
         runner(x, ids, w, out=out)
         assert relative_error(out.float(), decode_sm120_model(runner.decode, x, ids, w)) <= W4A4_BOUND
+
+
+def test_compiled_and_captured_decode_equals_eager(tier, layers):
+    """The decode as a custom op: traced by torch.compile(fullgraph=True) as one node, the
+    compiled call captured in a CUDA graph, every replay (new routing each) equal to eager."""
+    from trtllm_b12x import ops
+
+    shape, weights = layers("qwen3-30b-a3b")
+    runner = MoERunner(weights, shape.default_activation(), decode_kernel=_factory())
+    assert runner.decode is not None and runner.decode.tier == tier
+    ops.register(runner)
+    m = 7
+    x = make_hidden_states(m, shape, seed=0, device="cuda")
+    ids, w = make_routing(m, weights.num_experts, shape.top_k, seed=0, device="cuda")
+    out = torch.empty(m, shape.hidden_size, dtype=x.dtype, device="cuda")
+
+    def layer(x, ids, w, out):
+        return ops.moe_decode(x, ids, w, out, runner)
+
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    compiled(x, ids, w, out)  # trace, compile and warm up outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        compiled(x, ids, w, out)
+    eager = torch.empty_like(out)
+    for i in range(20):
+        x.copy_(make_hidden_states(m, shape, seed=200 + i, device="cuda"))
+        new_ids, new_w = make_routing(m, weights.num_experts, shape.top_k, seed=200 + i, skew=2.0 * (i % 2),
+                                      device="cuda")
+        ids.copy_(new_ids)
+        w.copy_(new_w)
+        out.fill_(float("nan"))
+        graph.replay()
+        runner(x, ids, w, out=eager)
+        assert torch.equal(out, eager), f"replay {i} differs from eager"

@@ -27,6 +27,7 @@ import types
 
 import torch
 
+from .. import ops
 from ..moe import DECODE_MAX_TOKENS, MoERunner
 from . import _log
 from .decision import Facts, RuntimeFacts, decide, dtype_name, quant_name
@@ -171,9 +172,10 @@ class B12xMoEMixin:
                 "Set TRTLLM_B12X_DISABLE=1 to run stock CUTLASS."
             )
         x = x.contiguous()
+        runner = self._b12x_runner
         if out is not None and out.dtype == x.dtype and out.is_contiguous():
-            return self._b12x_runner(x, ids, scales, out=out)
-        y = self._b12x_runner(x, ids, scales)
+            return ops.moe_decode(x, ids, scales, out, runner)  # one custom-op node under torch.compile
+        y = ops.moe_decode(x, ids, scales, x.new_empty(x.shape[0], runner.weights.hidden_size), runner)
         if out is not None:
             return out.copy_(y)
         return y if output_dtype in (None, y.dtype) else y.to(output_dtype)

@@ -12,6 +12,7 @@ import types
 
 import torch
 
+from .. import ops
 from ..activation import Activation
 from ..moe import MoERunner, Parallel
 from . import _log, backend
@@ -40,6 +41,7 @@ class B12xQuantMixin:
         runner, reason = _make_runner(module, bundle)
         if reason is not None:
             return module._b12x_off(reason)
+        ops.register(runner)  # before any torch.compile trace of the layer
         module._b12x_runner = runner
         owners = [getattr(module, n) for n in ("w3_w1_weight", "w3_w1_weight_scale", "w2_weight", "w2_weight_scale")]
         held = getattr(runner.decode, "held_bytes", dict)()
