@@ -100,6 +100,15 @@ def activation_name(value) -> str | None:
         return f"ActivationType({value})"
 
 
+def _activation_of(value) -> str | None:
+    """An activation as the problem or the layer carries it (a name, an ActivationType, or G2c's
+    ``MoEActivation``) -> its name, or None."""
+    if value is None or isinstance(value, str):
+        return value
+    kind = getattr(value, "activation_type", None) or getattr(value, "kind", None)
+    return activation_name(kind if kind is not None else value)
+
+
 def _layer_facts(m) -> Facts:
     method = getattr(m, "quant_method", None)
     quant = getattr(method, "_b12x_quant", None)
@@ -194,8 +203,12 @@ class G1Entry:
     def run_moe(self, x, token_selected_experts, token_final_scales, x_sf=None, **kwargs):
         if not self._b12x_decodes(x, x_sf):
             return super().run_moe(x, token_selected_experts, token_final_scales, x_sf=x_sf, **kwargs)
+        # the legacy forward path (where G1 runs a subclass) passes no enable_alltoall: the module knows
+        alltoall = kwargs.get("enable_alltoall")
+        if alltoall is None:
+            alltoall = getattr(self, "enable_alltoall", False)
         return self._b12x_run(x, token_selected_experts, token_final_scales, kwargs.get("moe_output"),
-                              kwargs.get("output_dtype"), kwargs.get("enable_alltoall"))
+                              kwargs.get("output_dtype"), alltoall)
 
 
 class G2Entry:
@@ -205,11 +218,14 @@ class G2Entry:
 
     @classmethod
     def can_implement(cls, p, d):
+        # stages differ in what MoEProblem carries (G2a: no bias, no activation_constants): an
+        # absent fact abstains here and is decided on the constructed layer
         constants = getattr(p, "activation_constants", None)
         quant = p.quant if hasattr(p, "quant") else getattr(p, "quant_algo", None)  # None: unquantized
         facts = Facts(
-            sm=d.env.sm, quant=quant_name(quant), dtype=dtype_name(p.dtype_act),
-            activation=getattr(p, "activation", None), gptoss_style=p.swiglu_gptoss_style, bias=p.bias,
+            sm=d.env.sm, quant=quant_name(quant), dtype=dtype_name(getattr(p, "dtype_act", None)),
+            activation=_activation_of(getattr(p, "activation", None)),
+            gptoss_style=getattr(p, "swiglu_gptoss_style", None), bias=getattr(p, "bias", None),
             activation_constants=None if constants is None else bool(constants),
             ep_size=d.ep_size, attention_dp=bool(d.use_dp) and d.parallel_size > 1,
             cluster_size=getattr(d, "cluster_size", None), eplb=getattr(d, "eplb_enabled", None),

@@ -42,5 +42,6 @@ class CutlassFusedMoE(CutlassLifecycle, MoE):
         """The legacy ``forward_chunk`` path, reduced to the calls the adapter overrides."""
         ids, scales = self.routing_method.apply(router_logits)
         xq, x_sf = self.quantize_input(x, post_quant_comm=False)
+        # as upstream's legacy path: no enable_alltoall in the call (the module's attribute holds it)
         return self.run_moe(x=xq, token_selected_experts=ids, token_final_scales=scales, x_sf=x_sf,
-                            output_dtype=x.dtype, enable_alltoall=self.enable_alltoall)
+                            output_dtype=x.dtype)
