@@ -91,9 +91,24 @@ def test_unsupported_activation_keeps_the_layer_on_cutlass(promoted, generation,
                                                        if generation == "G1" else "activation Geglu is not supported")
 
 
-def test_swiglu_constants_keep_the_layer_on_cutlass(promoted, generation, caplog):
-    be, _ = tl.make_layer(generation, tl.GATED, layer_kw={"swiglu_limit": torch.full((6,), 7.0)})
-    assert "SwiGLU alpha/beta/limit constants are not supported" in _refusal(generation, be, caplog)
+def test_a_per_layer_swiglu_limit_is_decoded_with_it(promoted, generation):
+    """One SwiGLU limit for every expert (G1: ``swiglu_limit``, G2c: ``act_clamp`` from the
+    activation carrier): b12x decodes with that constant."""
+    from trtllm_b12x.activation import Activation
+
+    weights = tl.weights_for(tl.GATED)
+    be, layer = tl.loaded_layer(generation, tl.GATED, weights, layer_kw={"swiglu_limit": torch.full((6,), 0.25)})
+    assert be.b12x_reason is None and be._b12x_runner.activation == Activation("swiglu", limit=0.25)
+    out, x, ids, w = tl.run(layer, tl.GATED, 5)
+    ref = moe_reference(x, ids, w, weights, Activation("swiglu", limit=0.25))
+    assert be.calls == [] and relative_error(out.float(), ref) < TOL
+    assert relative_error(out.float(), _ref(x, ids, w, weights, tl.GATED)) > 10 * TOL  # the limit mattered
+
+
+def test_per_expert_swiglu_constants_keep_the_layer_on_cutlass(promoted, generation, caplog):
+    be, _ = tl.make_layer(generation, tl.GATED, layer_kw={"swiglu_limit": torch.arange(1.0, 7.0)})
+    assert type(be).__name__ == "B12xCutlassFusedMoE"  # selection sees names, not values: the layer decides
+    assert "SwiGLU alpha/beta/limit that differ across experts" in be.b12x_reason
 
 
 def test_no_kernel_for_this_tier_keeps_cutlass_with_the_reason(trtllm, generation):

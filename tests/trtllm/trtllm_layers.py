@@ -3,6 +3,7 @@ checkpoints, run them; and a stand-in decode kernel to plug in (the runner's tor
 dequantize, bf16 GEMMs — not the float32 oracle the tests compare with)."""
 
 import importlib
+import inspect
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +14,8 @@ from trtllm_b12x.models import MoEShape, make_moe_weights
 
 FAKES = Path(__file__).parent / "fakes"  # the TensorRT-LLM double
 PACKAGES = {"G1": "tensorrt_llm._torch.modules.fused_moe", "G2": "tensorrt_llm._torch.moe.fused_moe"}
+# the double's stages (``tensorrt_llm._stage``): "G2" above is G2c; these play the others
+STAGE_PACKAGES = {"G2a": PACKAGES["G1"], "G2b": PACKAGES["G2"], "G3": PACKAGES["G2"]}
 
 # H a multiple of 128 (TensorRT-LLM swizzles FC2 scales over H rows); 2*I = 192 pads to 256
 GATED = MoEShape("t-gated", 128, 96, 6, 2, "swiglu", "synthetic")
@@ -48,7 +51,7 @@ def mod(name):
 
 
 def package_of(gen):
-    return PACKAGES[gen]
+    return PACKAGES.get(gen) or STAGE_PACKAGES[gen]
 
 
 def model_config(*, quant="NVFP4", dtype=torch.bfloat16, backend="CUTLASS", ep=(1, 0), tp=(1, 0), attention_dp=False,
@@ -68,11 +71,27 @@ def make_layer(gen, shape, *, activation=None, dtype=torch.bfloat16, layer_kw=No
     fm = mod(package_of(gen))
     act_type = mod("tensorrt_llm._torch.utils").ActivationType
     activation = activation or ("Swiglu" if shape.gated else "Relu2")
+    kw = dict(layer_kw or {})
+    if "activation" in inspect.signature(fm.create_moe).parameters:  # G2c: the activation carrier
+        kw["activation"] = activation_carrier(activation, **{k: kw.pop(k) for k in list(kw) if k.startswith("swiglu_")})
+    else:
+        kw["activation_type"] = act_type[activation]
     layer = fm.create_moe(routing_method=fm.RenormalizeMoeRoutingMethod(shape.top_k), num_experts=shape.num_experts,
                           hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size, dtype=dtype,
-                          model_config=model_config(dtype=dtype, **cfg), layer_idx=3,
-                          activation_type=act_type[activation], **(layer_kw or {}))
+                          model_config=model_config(dtype=dtype, **cfg), layer_idx=3, **kw)
     return getattr(layer, "backend", layer), layer
+
+
+def activation_carrier(name, swiglu_alpha=None, swiglu_beta=None, swiglu_limit=None):
+    """The G2c carrier for an activation name and the old-style constants (as upstream's own
+    test helper maps them: alpha or beta given -> SwigluBias, a limit alone -> Swiglu(clamp))."""
+    act = mod("tensorrt_llm._torch.moe.fused_moe.activation")
+    kind = mod("tensorrt_llm._torch.utils").ActivationType[name]
+    if swiglu_alpha is not None or swiglu_beta is not None:
+        return act.SwigluBiasActivation(swiglu_alpha, swiglu_beta, swiglu_limit)
+    if name == "Swiglu":
+        return act.SwigluActivation(clamp=swiglu_limit)
+    return act.SimpleActivation(kind)
 
 
 def loaded_layer(gen, shape, weights, **kw):

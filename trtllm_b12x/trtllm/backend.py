@@ -109,7 +109,29 @@ def _activation_of(value) -> str | None:
     return activation_name(kind if kind is not None else value)
 
 
+# SwiGLU constant -> where each API stage keeps it on the layer (G2c: act_* buffers, per local
+# expert; earlier: swiglu_* attributes)
+_CONSTANTS = {"alpha": ("act_alpha", "swiglu_alpha"), "beta": ("act_beta", "swiglu_beta"),
+              "limit": ("act_clamp", "swiglu_limit")}
+
+
+def activation_constants(m) -> dict | None:
+    """The layer's SwiGLU constants as ``{"alpha" | "beta" | "limit": float}`` (only those it
+    supplies; ``{}`` for none), or None when one differs across experts or is not finite."""
+    out = {}
+    for key, names in _CONSTANTS.items():
+        v = next((getattr(m, n) for n in names if getattr(m, n, None) is not None), None)
+        if v is None:
+            continue
+        flat = v.detach().float().flatten() if isinstance(v, torch.Tensor) else torch.tensor([float(v)])
+        if flat.numel() == 0 or not bool(torch.isfinite(flat).all()) or not bool((flat == flat[0]).all()):
+            return None
+        out[key] = float(flat[0])
+    return out
+
+
 def _layer_facts(m) -> Facts:
+    constants = activation_constants(m)
     method = getattr(m, "quant_method", None)
     quant = getattr(method, "_b12x_quant", None)
     if quant is None:
@@ -117,9 +139,11 @@ def _layer_facts(m) -> Facts:
     lb = getattr(m, "layer_load_balancer", None)
     return Facts(
         sm=_sm(), quant=quant, dtype=dtype_name(getattr(m, "dtype", None)),
-        activation=activation_name(getattr(m, "activation_type", None)) or "Swiglu",
+        activation=_activation_of(getattr(m, "activation", None)) or activation_name(getattr(m, "activation_type", None))
+        or "Swiglu",
         bias=bool(getattr(m, "bias", False)),
-        activation_constants=any(getattr(m, k, None) is not None for k in ("swiglu_alpha", "swiglu_beta", "swiglu_limit")),
+        activation_constants=constants != {},
+        constants_per_layer=constants is not None,
         ep_size=getattr(m, "ep_size", None),
         attention_dp=bool(getattr(m, "use_dp", False)) and getattr(m, "parallel_size", 1) > 1,
         cluster_size=getattr(m, "cluster_size", None),

@@ -13,8 +13,8 @@ sm + quant                 SM120/SM121 with NVFP4 (W4A4 decode); SM90 with W4A16
                            (W4A16 decode; TensorRT-LLM's CUTLASS MoE, which runs prefill, has
                            no NVFP4 path on SM90)
 activation dtype           bfloat16, float16
-activation                 Swiglu, Relu2; no gpt-oss style, no expert bias, no SwiGLU
-                           alpha/beta/limit constants
+activation                 Swiglu, Relu2; no gpt-oss style, no expert bias; SwiGLU
+                           alpha/beta/limit constants where each is one value per layer
 topology                   any EP size (global expert ids) and MoE TP; no attention DP (its
                            alltoall / allgather mixes per-rank quantization choices), no MoE
                            clusters, no router weight applied on the input
@@ -49,7 +49,8 @@ class Facts:
     activation: str | None = None  # ActivationType name ("Swiglu", "Relu2", ...)
     gptoss_style: bool | None = None
     bias: bool | None = None
-    activation_constants: bool | None = None  # SwiGLU alpha/beta/limit supplied
+    activation_constants: bool | None = None  # SwiGLU alpha/beta/limit supplied (values decided on the layer)
+    constants_per_layer: bool | None = None  # each supplied constant is one finite value for all experts
     ep_size: int | None = None
     attention_dp: bool | None = None  # attention DP over more than one rank
     cluster_size: int | None = None
@@ -99,10 +100,13 @@ def _check(f: Facts) -> tuple[str, str] | None:
         return DTYPE, f"activation dtype {f.dtype} is not supported; supported: {', '.join(DTYPES)}"
     if f.activation is not None and f.activation not in ACTIVATIONS:
         return ACTIVATION, f"activation {f.activation} is not supported; supported: {', '.join(ACTIVATIONS)}"
-    for flag, what in ((f.gptoss_style, "gpt-oss style SwiGLU is"), (f.bias, "an expert bias is"),
-                       (f.activation_constants, "SwiGLU alpha/beta/limit constants are")):
+    for flag, what in ((f.gptoss_style, "gpt-oss style SwiGLU is"), (f.bias, "an expert bias is")):
         if flag:
-            return ACTIVATION, f"{what} not supported; supported: plain SwiGLU or ReLU^2 without bias"
+            return ACTIVATION, (f"{what} not supported; supported: SwiGLU (with per-layer alpha/beta/limit) or "
+                                "ReLU^2, without bias")
+    if f.activation_constants and f.constants_per_layer is False:
+        return ACTIVATION, ("SwiGLU alpha/beta/limit that differ across experts (or are not finite) are not "
+                            "supported; supported: one finite value per layer")
     if f.attention_dp:
         return TOPOLOGY, ("attention DP over several ranks is not supported (its allgather/alltoall mixes "
                           "per-rank decode/prefill choices); supported: TP and EP without attention DP")

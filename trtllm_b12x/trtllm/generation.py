@@ -32,6 +32,7 @@ class Generation:
     w4a16_method: type | None  # W4A16NVFP4CutlassFusedMoEMethod, where it exists
     resolution: ModuleType | None = None  # G2 moe_resolution
     contract: ModuleType | None = None  # G2 impl_contract
+    stage: str = ""  # "G1", "G2c"
 
 
 def _params(fn) -> list[str]:
@@ -84,7 +85,8 @@ def _check_g1(pkg: str):
                         "token_final_scales, x_sf, ...)")
     if miss:
         return miss
-    return Generation("G1", sys.modules[pkg], create, cutlass, nvfp4, getattr(quant, "W4A16NVFP4CutlassFusedMoEMethod", None))
+    return Generation("G1", sys.modules[pkg], create, cutlass, nvfp4, getattr(quant, "W4A16NVFP4CutlassFusedMoEMethod", None),
+                      stage="G1")
 
 
 def _check_g2(pkg: str):
@@ -112,8 +114,38 @@ def _check_g2(pkg: str):
         miss.append("NVFP4CutlassFusedMoEMethod.transform_weights not found")
     if miss:
         return miss
+    if (why := _g2_wrap_reason(pkg, create, cutlass)) is not None:
+        return why
     return Generation("G2", sys.modules[pkg], create, cutlass, nvfp4,
-                      getattr(quant, "W4A16NVFP4CutlassFusedMoEMethod", None), res, contract)
+                      getattr(quant, "W4A16NVFP4CutlassFusedMoEMethod", None), res, contract, stage="G2c")
+
+
+class Unsupported(str):
+    """A recognised stage the adapter leaves untouched (not a mismatch): the reason."""
+
+
+def _g2_wrap_reason(pkg: str, create, cutlass) -> "Unsupported | None":
+    """G2c wraps every ``impl_base.MoEImplBase`` subclass in ``ConfigurableMoE`` (``create_moe``
+    imports that base for its rule); earlier stages wrap an exact tuple of their own classes."""
+    base = getattr(_sub(pkg, "impl_base"), "MoEImplBase", None)
+    if isinstance(base, type) and issubclass(cutlass, base) and getattr(create, "MoEImplBase", None) is base:
+        return None
+    stage = "G2a" if pkg.endswith("modules.fused_moe") else "G2b"
+    return Unsupported(
+        f"{pkg}: API stage {stage}: create_moe wraps only its own backend classes in ConfigurableMoE, so a promoted "
+        "CutlassFusedMoE subclass would be built bare and fail at its first forward; TensorRT-LLM left untouched "
+        "(supported: G1, and G2c where create_moe wraps every MoEImplBase subclass)")
+
+
+def _g3_reason(pkg: str) -> "Unsupported | None":
+    """The fork's leaf registry: a ``cutlass`` subpackage listing ``CUTLASS_LEAVES`` over an
+    abstract ``CutlassFusedMoEBase`` (``CutlassFusedMoE`` survives only as its alias)."""
+    base = getattr(_sub(pkg, "cutlass.base"), "CutlassFusedMoEBase", None)
+    if not isinstance(base, type) or getattr(_sub(pkg, "cutlass"), "CUTLASS_LEAVES", None) is None:
+        return None
+    return Unsupported(
+        f"{pkg}: per-quant leaf registry (cutlass.CUTLASS_LEAVES over CutlassFusedMoEBase, @register_moe_impl; "
+        "stage G3): promotion under it is not supported yet; TensorRT-LLM left untouched")
 
 
 def _sig(cls, name) -> str:
@@ -127,9 +159,11 @@ def detect(package: str) -> Generation | str:
     """The generation of the imported ``package``, or why none matches."""
     if package not in sys.modules:
         return f"{package} is not imported"
+    if (why := _g3_reason(package)) is not None:
+        return why
     found = {"G1": _check_g1(package), "G2": _check_g2(package)}
     for gen in found.values():
-        if isinstance(gen, Generation):
+        if isinstance(gen, (Generation, Unsupported)):
             return gen
     why = "; ".join(f"{name}: {', '.join(miss)}" for name, miss in found.items())
     return f"{package} matches no known TensorRT-LLM MoE API generation ({why})"

@@ -16,7 +16,7 @@ from .. import ops
 from ..activation import Activation
 from ..moe import MoERunner, Parallel
 from . import _log, backend
-from .backend import NAME, activation_name, runtime_facts
+from .backend import NAME, _activation_of, activation_constants, activation_name, runtime_facts
 from .decision import dtype_name
 from .weights import bundle_from_module, own_bytes
 
@@ -87,10 +87,12 @@ def _make_runner(module, bundle) -> tuple[MoERunner | None, str | None]:
     factory = backend._decode_kernel_factory()  # looked up per call: the plug-in point
     if factory is None:
         return None, runtime_facts().kernel_missing or "no decode kernel factory"
-    kind = _ACTIVATION_KIND.get(activation_name(getattr(module, "activation_type", None)) or "Swiglu")
+    kind = _ACTIVATION_KIND.get(_activation_of(getattr(module, "activation", None))
+                                or activation_name(getattr(module, "activation_type", None)) or "Swiglu")
+    constants = activation_constants(module) or {}  # per-layer values (the layer's decision checked that)
     parallel = Parallel(module.num_experts, getattr(module, "slot_start", 0), module.tp_size, module.tp_rank)
     try:
-        runner = MoERunner(bundle, Activation(kind), parallel, decode_kernel=factory, validate_ids=False)
+        runner = MoERunner(bundle, Activation(kind, **constants), parallel, decode_kernel=factory, validate_ids=False)
     except Exception as exc:  # a factory may fail in many ways (compile, unsupported shape)
         return None, f"decode kernel setup failed ({type(exc).__name__}: {exc})"
     if runner.decode is None:

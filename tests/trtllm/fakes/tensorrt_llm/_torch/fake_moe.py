@@ -23,13 +23,18 @@ class RenormalizeMoeRoutingMethod:
 class MoE(nn.Module):
     def __init__(self, *, routing_method, num_experts, hidden_size, intermediate_size, dtype=None,
                  reduce_results=False, model_config=None, weight_loading_mode=0, bias=False, swiglu_alpha=None,
-                 swiglu_beta=None, swiglu_limit=None, layer_idx=None, activation_type=ActivationType.Swiglu):
+                 swiglu_beta=None, swiglu_limit=None, layer_idx=None, activation_type=ActivationType.Swiglu,
+                 activation=None):
         super().__init__()
         m = model_config.mapping
         self.routing_method, self.num_experts, self.hidden_size = routing_method, num_experts, hidden_size
         self.intermediate_size, self.dtype, self.quant_config = intermediate_size, dtype, model_config.quant_config
         self.bias, self.layer_idx, self.weight_loading_mode = bias, layer_idx, weight_loading_mode
-        self.swiglu_alpha, self.swiglu_beta, self.swiglu_limit = swiglu_alpha, swiglu_beta, swiglu_limit
+        if activation is None:  # the swiglu_* stages
+            self.swiglu_alpha, self.swiglu_beta, self.swiglu_limit = swiglu_alpha, swiglu_beta, swiglu_limit
+        else:  # G2c: the activation carrier; its constants become act_* buffers (below)
+            self.activation = activation
+            activation_type = activation.kind
         self.activation_type = int(activation_type)
         self.is_gated_activation = is_gated_activation(activation_type)
         self.intermediate_size_expand_ratio = 2 if self.is_gated_activation else 1
@@ -41,6 +46,10 @@ class MoE(nn.Module):
         self.slot_start = self.ep_rank * self.expert_size_per_partition
         self.layer_load_balancer = model_config.moe_load_balancer  # EPLB on when a balancer is configured
         self.calls = []  # what ran, for the tests
+        if activation is not None:
+            from .moe.fused_moe.activation import install_activation_params
+
+            install_activation_params(self)
 
 
 class NVFP4MethodBase:

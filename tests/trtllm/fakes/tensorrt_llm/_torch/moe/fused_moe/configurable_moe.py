@@ -1,6 +1,8 @@
 from torch import nn
 
+from .activation import install_activation_params
 from .impl_contract import MoECommPlan, MoERunContext
+from .stage import ACTIVATION_CARRIER
 
 
 class ConfigurableMoE(nn.Module):
@@ -8,9 +10,16 @@ class ConfigurableMoE(nn.Module):
 
     def __init__(self, *, moe_cls, **kwargs):
         super().__init__()
-        from .create_moe import create_moe_backend  # looked up at call time, as upstream
+        import importlib
 
-        self.backend = create_moe_backend(moe_cls, **kwargs)
+        create_moe = importlib.import_module(".create_moe", __package__)  # looked up at call time, as upstream
+
+        # the backend is built without its layer index or a load balancer (G2c: then the
+        # activation parameters are installed again, the expert partition may have moved)
+        kwargs.update(layer_idx=None, init_load_balancer=False)
+        self.backend = create_moe.create_moe_backend(moe_cls, **kwargs)
+        if ACTIVATION_CARRIER:
+            install_activation_params(self.backend)
 
     def load_weights(self, weights):
         self.backend.load_weights(weights)

@@ -3,6 +3,8 @@ from enum import Enum
 
 import torch
 
+from .stage import STAGE
+
 
 @dataclass(frozen=True)
 class MoEStaticCapability:
@@ -11,14 +13,35 @@ class MoEStaticCapability:
     supports_expert_bias: bool = False
 
 
-@dataclass(frozen=True)
-class MoEProblem:
-    quant: str | None
-    dtype_act: torch.dtype
-    swiglu_gptoss_style: bool | None = None
-    bias: bool | None = None
-    activation: str = "Swiglu"
-    activation_constants: frozenset = frozenset()
+if STAGE == "G2a":  # upstream @04c2347b: no bias, no activation_constants
+
+    @dataclass(frozen=True)
+    class MoEProblem:
+        quant: str | None
+        dtype_act: torch.dtype
+        swiglu_gptoss_style: bool | None = None
+        activation: str = "Swiglu"
+
+elif STAGE == "G2b":  # @1f41a4c7: bias (moe_resolution passes it); activation_constants not relied on
+
+    @dataclass(frozen=True)
+    class MoEProblem:
+        quant: str | None
+        dtype_act: torch.dtype
+        swiglu_gptoss_style: bool | None = None
+        bias: bool | None = None
+        activation: str = "Swiglu"
+
+else:  # G2c @0790edf6
+
+    @dataclass(frozen=True)
+    class MoEProblem:
+        quant: str | None
+        dtype_act: torch.dtype
+        swiglu_gptoss_style: bool | None = None
+        bias: bool | None = None
+        activation: str = "Swiglu"
+        activation_constants: frozenset = frozenset()
 
 
 @dataclass(frozen=True)

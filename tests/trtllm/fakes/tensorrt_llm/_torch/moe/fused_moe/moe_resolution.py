@@ -3,6 +3,7 @@ from .fused_moe_cutlass import CutlassFusedMoE
 from .fused_moe_stubs import TRTLLMGenFusedMoE, VanillaMoE
 from .impl_contract import MoEDeployment, MoEProblem, MoERejection, MoEResolutionReport
 from .impl_environment import collect_moe_environment
+from .stage import STAGE
 
 IMPL_PRIORITY = (TRTLLMGenFusedMoE, CutlassFusedMoE, VanillaMoE)
 BACKEND_FAMILY = {
@@ -17,9 +18,13 @@ def build_moe_problem(model_config, *, dtype=None, bias=False, swiglu_gptoss_sty
                       activation_type=ActivationType.Swiglu, activation_constants=frozenset()):
     algo = getattr(model_config.quant_config, "quant_algo", None)
     algo = {"NVFP4_AWQ": "NVFP4"}.get(getattr(algo, "value", None), getattr(algo, "value", None))  # canonical_quant
-    return MoEProblem(quant=algo, dtype_act=dtype,
-                      swiglu_gptoss_style=swiglu_gptoss_style, bias=bias,
-                      activation=ActivationType(activation_type).name, activation_constants=activation_constants)
+    extra = {}
+    if STAGE != "G2a":
+        extra["bias"] = bias
+    if STAGE == "G2c":
+        extra["activation_constants"] = activation_constants
+    return MoEProblem(quant=algo, dtype_act=dtype, swiglu_gptoss_style=swiglu_gptoss_style,
+                      activation=ActivationType(activation_type).name, **extra)
 
 
 def build_moe_deployment(model_config, num_experts):
