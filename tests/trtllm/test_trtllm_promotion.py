@@ -62,8 +62,10 @@ def test_g2_tables(g2, with_kernel):
     stock = trtllm.CutlassFusedMoE
     ours = enable().backend
     prio = [c.__name__ for c in res.IMPL_PRIORITY]
-    assert prio == ["TRTLLMGenFusedMoE", "B12xCutlassFusedMoE", "CutlassFusedMoE", "VanillaMoE"]
+    # right behind upstream's own b12x backend: the next CUTEDSL candidate, and ahead of stock CUTLASS
+    assert prio == ["CuteDslB12xFusedMoE", "B12xCutlassFusedMoE", "TRTLLMGenFusedMoE", "CutlassFusedMoE", "VanillaMoE"]
     assert res.BACKEND_FAMILY["CUTLASS"] == {stock, ours}
+    assert res.BACKEND_FAMILY["CUTEDSL"] == {res.CuteDslB12xFusedMoE, ours}
     assert ours not in res.BACKEND_FAMILY["TRTLLM"]  # other families keep stock CUTLASS as fallback
     assert res.impl_class_for(SimpleNamespace(winner=ours.__name__)) is ours
     assert ours.capabilities.supports_moe_lora is False and stock.capabilities.supports_moe_lora is True
@@ -184,3 +186,24 @@ def test_pending_until_the_moe_package_is_imported(fakes_on_path, generation, wi
     inspect.getsource(pkg)  # the loader proxy still answers get_source
     be, _ = tl.make_layer(generation, tl.GATED)
     assert type(be).__name__ == "B12xCutlassFusedMoE"
+
+
+@pytest.mark.parametrize("flashinfer, ep, winner", [
+    (True, 1, "CuteDslB12xFusedMoE"),  # upstream's b12x backend can take it: it runs
+    (False, 1, "B12xCutlassFusedMoE"),  # FlashInfer missing: ours is the next CUTEDSL candidate
+    (True, 2, "B12xCutlassFusedMoE"),  # EP > 1, which upstream's rejects
+], ids=["upstream-b12x", "no-flashinfer", "ep2"])
+def test_cutedsl_takes_ours_where_upstreams_b12x_cannot(g2, with_kernel, caplog, flashinfer, ep, winner):
+    env = importlib.import_module(g2.__name__ + ".impl_environment")
+    env.DEPS = ("flashinfer",) if flashinfer else ()
+    try:
+        enable()
+        with caplog.at_level("INFO"):
+            be, _ = tl.make_layer("G2", tl.GATED, backend="CUTEDSL", ep=(ep, 0))
+    finally:
+        env.DEPS = ()
+    assert type(be).__name__ == winner
+    if winner.startswith("B12x"):
+        (line,) = [r.getMessage() for r in caplog.records if "moe_backend CUTEDSL ->" in r.getMessage()]
+        assert "CuteDslB12xFusedMoE cannot take it: " in line
+        assert ("requires flashinfer" if not flashinfer else "requires ep_size == 1") in line

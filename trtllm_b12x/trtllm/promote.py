@@ -159,10 +159,19 @@ def _g2_patches(gen: Generation, backend: type) -> list[Patch]:
     family = res.BACKEND_FAMILY
     create = gen.create_moe.create_moe_backend
     resolve = res.resolve_moe_impl
-    return ([Patch(res, "IMPL_PRIORITY", prio, prio[:at] + (backend,) + prio[at:]),
-             Patch(family, "CUTLASS", family["CUTLASS"], frozenset(family["CUTLASS"]) | {backend})]
+    patches = [Patch(family, "CUTLASS", family["CUTLASS"], frozenset(family["CUTLASS"]) | {backend})]
+    cutedsl = next((c for c in prio if c.__name__ == UPSTREAM_B12X), None)
+    if cutedsl is not None and "CUTEDSL" in family:
+        # CUTEDSL: upstream's b12x backend first; where it cannot take the layer (FlashInfer
+        # missing, EP > 1) ours is the next candidate of that family, ahead of the fallback
+        patches.append(Patch(family, "CUTEDSL", family["CUTEDSL"], frozenset(family["CUTEDSL"]) | {backend}))
+        at = min(at, prio.index(cutedsl) + 1)
+    return ([Patch(res, "IMPL_PRIORITY", prio, prio[:at] + (backend,) + prio[at:])] + patches
             + _everywhere("create_moe_backend", create, _constructing(create, gen, backend))
             + _everywhere("resolve_moe_impl", resolve, _logging_resolution(resolve, backend)))
+
+
+UPSTREAM_B12X = "CuteDslB12xFusedMoE"  # TensorRT-LLM's own b12x backend (moe_backend CUTEDSL, needs FlashInfer)
 
 
 def _requested_cutlass(model_config) -> bool:
@@ -207,7 +216,11 @@ def _logging_resolution(original, backend: type):
     def resolve_moe_impl(*args, **kwargs):
         report = original(*args, **kwargs)
         if getattr(report, "winner", None) == backend.__name__:
-            _log.once("promoted", "info", f"moe_backend CUTLASS -> {NAME} (b12x decode, CUTLASS prefill)")
+            requested = str(getattr(report, "requested", None) or "CUTLASS").upper()
+            ahead = [r for r in getattr(report, "rejected", ()) if getattr(r, "legacy_backend", None) == UPSTREAM_B12X]
+            why = f" ({UPSTREAM_B12X} cannot take it: {ahead[0].detail})" if requested == "CUTEDSL" and ahead else ""
+            _log.once(("promoted", requested), "info",
+                      f"moe_backend {requested} -> {NAME} (b12x decode, CUTLASS prefill){why}")
         for r in getattr(report, "rejected", ()):
             if getattr(r, "legacy_backend", None) == backend.__name__:
                 _log.once(("rejected", r.detail), "warning",
