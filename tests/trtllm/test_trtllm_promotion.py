@@ -7,6 +7,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from trtllm_b12x.reference import moe_reference, relative_error
 
 import trtllm_layers as tl
 from trtllm_b12x.trtllm import ENV_DISABLE, backend, disable, enable, status
@@ -63,7 +64,9 @@ def test_g2_tables(g2, with_kernel):
     ours = enable().backend
     prio = [c.__name__ for c in res.IMPL_PRIORITY]
     # right behind upstream's own b12x backend: the next CUTEDSL candidate, and ahead of stock CUTLASS
-    assert prio == ["CuteDslB12xFusedMoE", "B12xCutlassFusedMoE", "TRTLLMGenFusedMoE", "CutlassFusedMoE", "VanillaMoE"]
+    assert prio == ["CuteDslB12xFusedMoE", "B12xCutlassFusedMoE", "TRTLLMGenFusedMoE", "B12xMarlinFusedMoE",
+                    "MarlinFusedMoE", "CutlassFusedMoE", "VanillaMoE"]
+    assert {c.__name__ for c in res.BACKEND_FAMILY["MARLIN"]} == {"MarlinFusedMoE", "B12xMarlinFusedMoE"}
     assert res.BACKEND_FAMILY["CUTLASS"] == {stock, ours}
     assert res.BACKEND_FAMILY["CUTEDSL"] == {res.CuteDslB12xFusedMoE, ours}
     assert ours not in res.BACKEND_FAMILY["TRTLLM"]  # other families keep stock CUTLASS as fallback
@@ -207,3 +210,70 @@ def test_cutedsl_takes_ours_where_upstreams_b12x_cannot(g2, with_kernel, caplog,
         (line,) = [r.getMessage() for r in caplog.records if "moe_backend CUTEDSL ->" in r.getMessage()]
         assert "CuteDslB12xFusedMoE cannot take it: " in line
         assert ("requires flashinfer" if not flashinfer else "requires ep_size == 1") in line
+
+
+@pytest.fixture
+def sm90(g2):
+    importlib.import_module("tensorrt_llm._utils").SM = 90
+    return g2
+
+
+@pytest.mark.parametrize("quant", ["NVFP4", "W4A16_NVFP4"])
+def test_marlin_on_sm90_decodes_with_b12x_and_prefills_with_marlin(sm90, caplog, quant):
+    """NVFP4 on SM90 has no CUTLASS candidate; under MARLIN ours decodes (from a copy taken
+    before Marlin repacks) and Marlin prefills. The copy's bytes are logged and reported."""
+    backend.set_decode_kernel_factory(tl.stand_in_factory)
+    enable()
+    weights = tl.weights_for(tl.GATED)
+    with caplog.at_level("INFO"):
+        be, layer = tl.loaded_layer("G2", tl.GATED, weights, backend="MARLIN", quant=quant)
+    assert type(be).__name__ == "B12xMarlinFusedMoE" and be.b12x_reason is None and be._marlin_packed
+    stored = sum(getattr(be, n).numel() * getattr(be, n).element_size()
+                 for n in ("w3_w1_weight", "w3_w1_weight_scale", "w2_weight", "w2_weight_scale"))
+    assert be.b12x_extra_bytes >= stored  # a copy: Marlin's repack replaced the module's tensors
+    assert any("a copy: Marlin repacks its own" in r.getMessage() for r in caplog.records)
+    for m, path in ((5, []), (70, ["marlin.quantize_input", "marlin.run_moe"])):
+        be.calls.clear()
+        out, x, ids, w = tl.run(layer, tl.GATED, m)
+        assert be.calls == path
+        ref = moe_reference(x, ids, w, weights, tl.GATED.default_activation())
+        assert relative_error(out.float(), ref) < 1e-2
+
+
+def test_marlin_copy_follows_the_memory_rule(sm90, monkeypatch):
+    from trtllm_b12x.trtllm import quant_method
+
+    assert quant_method.marlin_copy_reason(10 << 30, "cuda", (20 << 30, 80 << 30)) is None
+    why = quant_method.marlin_copy_reason(15 << 30, "cuda", (20 << 30, 80 << 30))
+    assert "would leave 5.00 GiB of 80.0 GiB free; the rule keeps 10% free" in why
+    backend.set_decode_kernel_factory(tl.stand_in_factory)
+    enable()
+    monkeypatch.setattr(quant_method, "marlin_copy_reason", lambda n, d: f"no room for {n} bytes")
+    be, layer = tl.loaded_layer("G2", tl.GATED, tl.weights_for(tl.GATED), backend="MARLIN")
+    assert be.b12x_reason.startswith("no room for ")
+    tl.run(layer, tl.GATED, 3)
+    assert be.calls[-1] == "marlin.run_moe"  # stock Marlin serves it all
+
+
+def test_marlin_copy_can_be_turned_off(sm90, monkeypatch):
+    from trtllm_b12x import _env
+
+    monkeypatch.setenv("TRTLLM_B12X_MARLIN_COPY", "off")
+    _env.settings.cache_clear()
+    try:
+        backend.set_decode_kernel_factory(tl.stand_in_factory)
+        enable()
+        be, _ = tl.loaded_layer("G2", tl.GATED, tl.weights_for(tl.GATED), backend="MARLIN")
+        assert be.b12x_reason == "TRTLLM_B12X_MARLIN_COPY=off: no copy of the expert weights next to Marlin's"
+    finally:
+        monkeypatch.delenv("TRTLLM_B12X_MARLIN_COPY")
+        _env.settings.cache_clear()
+
+
+def test_nvfp4_on_sm90_under_cutlass_stays_unserved_by_us(sm90):
+    """Under CUTLASS on SM90 the checkpoint must run as W4A16_NVFP4 (CUTLASS has no NVFP4 there)."""
+    from trtllm_b12x.trtllm.decision import Facts, decide
+
+    assert "supported: SM120/SM121 with NVFP4" in str(decide(Facts(sm=90, quant="NVFP4", family="CUTLASS")))
+    assert decide(Facts(sm=90, quant="NVFP4", family="MARLIN")).ok
+    assert "under moe_backend MARLIN is not supported" in str(decide(Facts(sm=120, quant="NVFP4", family="MARLIN")))

@@ -312,4 +312,4 @@ def test_the_promoted_layer_holds_one_copy_of_its_weights(promoted, generation, 
     assert be.b12x_extra_bytes == sum(t.numel() * t.element_size() for t in be._b12x_runner.weights.tensors().values()
                                       if t.untyped_storage().data_ptr() not in owners)
     assert be.b12x_extra_bytes < one_expert
-    assert any("beyond its CUTLASS tensors" in r.getMessage() and "views" in r.getMessage() for r in caplog.records)
+    assert any("beyond its TensorRT-LLM tensors" in r.getMessage() and "views" in r.getMessage() for r in caplog.records)

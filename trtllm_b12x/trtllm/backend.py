@@ -33,6 +33,7 @@ from . import _log
 from .decision import Facts, RuntimeFacts, decide, dtype_name, quant_name
 
 NAME = "B12xCutlassFusedMoE"
+MARLIN_NAME = "B12xMarlinFusedMoE"
 _HP = (torch.bfloat16, torch.float16)
 
 # -- the decode kernel factory ---------------------------------------------------------------
@@ -149,7 +150,7 @@ def _layer_facts(m) -> Facts:
         cluster_size=getattr(m, "cluster_size", None),
         router_weight_on_input=bool(getattr(m, "apply_router_weight_on_input", False)),
         eplb=lb is not None or getattr(m, "num_slots", m.num_experts) != m.num_experts,
-        lora=bool(getattr(m, "_moe_lora_enabled", False)),
+        lora=bool(getattr(m, "_moe_lora_enabled", False)), family=getattr(m, "_b12x_family", "CUTLASS"),
     )
 
 
@@ -158,6 +159,7 @@ class B12xMoEMixin:
     """Generation-neutral part of the backend, mixed in ahead of ``CutlassFusedMoE``."""
 
     b12x_reason: str | None = "weights not created yet"  # why decode stays on CUTLASS; None: b12x decodes
+    _b12x_family = "CUTLASS"  # the moe_backend family this class joins (MARLIN: prefill is Marlin's)
     _b12x_runner: MoERunner | None = None
     _b12x_quant_methods: dict = {}
 
@@ -253,7 +255,7 @@ class G2Entry:
             activation_constants=None if constants is None else bool(constants),
             ep_size=d.ep_size, attention_dp=bool(d.use_dp) and d.parallel_size > 1,
             cluster_size=getattr(d, "cluster_size", None), eplb=getattr(d, "eplb_enabled", None),
-            lora=getattr(d, "moe_lora_enabled", None),
+            lora=getattr(d, "moe_lora_enabled", None), family=cls._b12x_family,
         )
         verdict = decide(facts, runtime_facts())
         contract = cls._b12x_contract
@@ -272,15 +274,18 @@ class G2Entry:
                               getattr(plan, "enable_alltoall", False))
 
 
-def build_backend(gen, quant_methods: dict) -> type:
+def build_backend(gen, quant_methods: dict, family: str = "CUTLASS") -> type:
     """The backend class for generation ``gen``; ``quant_methods`` maps each CUTLASS NVFP4
-    quant method class to our subclass of it."""
+    quant method class to our subclass of it. ``family="MARLIN"`` builds it on the
+    generation's ``MarlinFusedMoE`` (b12x decode, Marlin prefill) instead of ``CutlassFusedMoE``."""
     entry = G1Entry if gen.name == "G1" else G2Entry
-    ns = {"__module__": __name__, "__doc__": f"CUTLASS MoE with b12x decode (TensorRT-LLM {gen.name}).",
-          "_b12x_quant_methods": dict(quant_methods)}
+    base = gen.marlin if family == "MARLIN" else gen.cutlass
+    name = MARLIN_NAME if family == "MARLIN" else NAME
+    ns = {"__module__": __name__, "__doc__": f"{base.__name__} with b12x decode (TensorRT-LLM {gen.name}).",
+          "_b12x_quant_methods": dict(quant_methods), "_b12x_family": family}
     if gen.name == "G2":
         ns["_b12x_contract"] = gen.contract
-        caps = getattr(gen.cutlass, "capabilities", None)
+        caps = getattr(base, "capabilities", None)
         if dataclasses.is_dataclass(caps) and hasattr(caps, "supports_moe_lora"):
             ns["capabilities"] = dataclasses.replace(caps, supports_moe_lora=False)  # LoRA is fused in CUTLASS only
-    return types.new_class(NAME, (entry, B12xMoEMixin, gen.cutlass), exec_body=lambda body: body.update(ns))
+    return types.new_class(name, (entry, B12xMoEMixin, base), exec_body=lambda body: body.update(ns))

@@ -11,7 +11,8 @@ fact                       supported
 =========================  ===================================================================
 sm + quant                 SM120/SM121 with NVFP4 (W4A4 decode); SM90 with W4A16_NVFP4
                            (W4A16 decode; TensorRT-LLM's CUTLASS MoE, which runs prefill, has
-                           no NVFP4 path on SM90)
+                           no NVFP4 path on SM90); SM90 with NVFP4 too under moe_backend MARLIN
+                           (Marlin prefill; costs a copy of the expert weights, see the quant method)
 activation dtype           bfloat16, float16
 activation                 Swiglu, Relu2; no gpt-oss style, no expert bias; SwiGLU
                            alpha/beta/limit constants where each is one value per layer
@@ -29,6 +30,7 @@ from dataclasses import dataclass, fields
 
 # quant algo each SM tier decodes (QuantAlgo values)
 SM_QUANT = {120: "NVFP4", 121: "NVFP4", 90: "W4A16_NVFP4"}
+MARLIN_QUANT = {"NVFP4", "W4A16_NVFP4"}  # under moe_backend MARLIN on SM90
 DTYPES = ("bfloat16", "float16")
 ACTIVATIONS = ("Swiglu", "Relu2")
 
@@ -57,6 +59,7 @@ class Facts:
     router_weight_on_input: bool | None = None
     eplb: bool | None = None
     lora: bool | None = None
+    family: str | None = None  # the moe_backend family the layer is served in: CUTLASS, CUTEDSL, MARLIN
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,10 @@ def _check(f: Facts) -> tuple[str, str] | None:
         return SM, f"SM{f.sm} is not supported; supported: {_supported_tiers()}"
     if f.quant is not None:
         allowed = {SM_QUANT[f.sm]} if f.sm is not None else set(SM_QUANT.values())
+        if f.family == "MARLIN":  # Marlin runs prefill: it takes NVFP4 checkpoints on SM90 as well
+            allowed = MARLIN_QUANT if f.sm in (None, 90) else set()
+        if f.family == "MARLIN" and f.sm is not None and f.sm != 90:
+            return SM, f"SM{f.sm} under moe_backend MARLIN is not supported; supported: SM90 (Marlin: SM89-99)"
         if f.quant not in allowed:
             why = ""
             if f.sm == 90 and f.quant == "NVFP4":

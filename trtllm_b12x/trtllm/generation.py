@@ -33,6 +33,8 @@ class Generation:
     resolution: ModuleType | None = None  # G2 moe_resolution
     contract: ModuleType | None = None  # G2 impl_contract
     stage: str = ""  # "G1", "G2c"
+    marlin: type | None = None  # G2 fused_moe_marlin.MarlinFusedMoE, where it exists (SM89-99)
+    marlin_method: type | None = None  # its quant method (repacks the weights in transform_weights)
 
 
 def _params(fn) -> list[str]:
@@ -116,8 +118,13 @@ def _check_g2(pkg: str):
         return miss
     if (why := _g2_wrap_reason(pkg, create, cutlass)) is not None:
         return why
+    marlin = getattr(_sub(pkg, "fused_moe_marlin"), "MarlinFusedMoE", None)
+    marlin_method = getattr(quant, "NVFP4MarlinFusedMoEMethod", None)
+    usable = (isinstance(marlin, type) and issubclass(marlin, cutlass) and isinstance(marlin_method, type)
+              and marlin in prio and marlin in family.get("MARLIN", ()))
     return Generation("G2", sys.modules[pkg], create, cutlass, nvfp4,
-                      getattr(quant, "W4A16NVFP4CutlassFusedMoEMethod", None), res, contract, stage="G2c")
+                      getattr(quant, "W4A16NVFP4CutlassFusedMoEMethod", None), res, contract, stage="G2c",
+                      marlin=marlin if usable else None, marlin_method=marlin_method if usable else None)
 
 
 class Unsupported(str):

@@ -154,21 +154,29 @@ def _g1_patches(gen: Generation, backend: type) -> list[Patch]:
 
 def _g2_patches(gen: Generation, backend: type) -> list[Patch]:
     res = gen.resolution
-    prio = res.IMPL_PRIORITY
-    at = prio.index(gen.cutlass)
+    prio = list(res.IMPL_PRIORITY)
     family = res.BACKEND_FAMILY
-    create = gen.create_moe.create_moe_backend
-    resolve = res.resolve_moe_impl
+    ours = [backend]
     patches = [Patch(family, "CUTLASS", family["CUTLASS"], frozenset(family["CUTLASS"]) | {backend})]
+    at = prio.index(gen.cutlass)
     cutedsl = next((c for c in prio if c.__name__ == UPSTREAM_B12X), None)
     if cutedsl is not None and "CUTEDSL" in family:
         # CUTEDSL: upstream's b12x backend first; where it cannot take the layer (FlashInfer
         # missing, EP > 1) ours is the next candidate of that family, ahead of the fallback
         patches.append(Patch(family, "CUTEDSL", family["CUTEDSL"], frozenset(family["CUTEDSL"]) | {backend}))
         at = min(at, prio.index(cutedsl) + 1)
-    return ([Patch(res, "IMPL_PRIORITY", prio, prio[:at] + (backend,) + prio[at:])] + patches
-            + _everywhere("create_moe_backend", create, _constructing(create, gen, backend))
-            + _everywhere("resolve_moe_impl", resolve, _logging_resolution(resolve, backend)))
+    prio.insert(at, backend)
+    if gen.marlin is not None:
+        # MARLIN (SM90): our decode ahead of Marlin, whose prefill it inherits
+        marlin = build_backend(gen, build_quant_methods(gen), family="MARLIN")
+        prio.insert(prio.index(gen.marlin), marlin)
+        patches.append(Patch(family, "MARLIN", family["MARLIN"], frozenset(family["MARLIN"]) | {marlin}))
+        ours.append(marlin)
+    create = gen.create_moe.create_moe_backend
+    resolve = res.resolve_moe_impl
+    return ([Patch(res, "IMPL_PRIORITY", res.IMPL_PRIORITY, tuple(prio))] + patches
+            + _everywhere("create_moe_backend", create, _constructing(create, gen, tuple(ours)))
+            + _everywhere("resolve_moe_impl", resolve, _logging_resolution(resolve, tuple(ours))))
 
 
 UPSTREAM_B12X = "CuteDslB12xFusedMoE"  # TensorRT-LLM's own b12x backend (moe_backend CUTEDSL, needs FlashInfer)
@@ -211,18 +219,19 @@ def _promoting_get_moe_cls(original, gen: Generation, backend: type):
     return get_moe_cls
 
 
-def _logging_resolution(original, backend: type):
+def _logging_resolution(original, backends: tuple):
     @functools.wraps(original)
     def resolve_moe_impl(*args, **kwargs):
         report = original(*args, **kwargs)
-        if getattr(report, "winner", None) == backend.__name__:
+        if getattr(report, "winner", None) in {b.__name__ for b in backends}:
             requested = str(getattr(report, "requested", None) or "CUTLASS").upper()
             ahead = [r for r in getattr(report, "rejected", ()) if getattr(r, "legacy_backend", None) == UPSTREAM_B12X]
             why = f" ({UPSTREAM_B12X} cannot take it: {ahead[0].detail})" if requested == "CUTEDSL" and ahead else ""
+            prefill = "Marlin" if requested == "MARLIN" else "CUTLASS"
             _log.once(("promoted", requested), "info",
-                      f"moe_backend {requested} -> {NAME} (b12x decode, CUTLASS prefill){why}")
+                      f"moe_backend {requested} -> {report.winner} (b12x decode, {prefill} prefill){why}")
         for r in getattr(report, "rejected", ()):
-            if getattr(r, "legacy_backend", None) == backend.__name__:
+            if getattr(r, "legacy_backend", None) in {b.__name__ for b in backends}:
                 _log.once(("rejected", r.detail), "warning",
                           f"moe_backend CUTLASS runs {report.winner}: {r.detail}")
         return report
@@ -238,7 +247,7 @@ _SHAPES = {
 }
 
 
-def _constructing(original, gen: Generation, backend: type):
+def _constructing(original, gen: Generation, backends):
     """``create_moe_backend`` that builds our class (a subclass, which the original rejects)
     with every argument it received that ``CutlassFusedMoE.__init__`` accepts."""
     sig = inspect.signature(original)
@@ -250,7 +259,7 @@ def _constructing(original, gen: Generation, backend: type):
     def create_moe_backend(*args, **kwargs):
         bound = sig.bind(*args, **kwargs)
         moe_cls = bound.arguments[first]
-        if not (isinstance(moe_cls, type) and issubclass(moe_cls, backend)):
+        if not (isinstance(moe_cls, type) and issubclass(moe_cls, backends)):
             return original(*args, **kwargs)
         bound.apply_defaults()
         kw = {k: v for k, v in bound.arguments.items() if k != first and (takes_any or k in init)}

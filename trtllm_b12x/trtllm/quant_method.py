@@ -18,7 +18,7 @@ from ..moe import MoERunner, Parallel
 from . import _log, backend
 from .backend import NAME, _activation_of, activation_constants, activation_name, runtime_facts
 from .decision import dtype_name
-from .weights import bundle_from_module, own_bytes
+from .weights import WEIGHT_TENSORS, bundle_from_module, own_bytes
 
 _ACTIVATION_KIND = {"Swiglu": "swiglu", "Relu2": "relu2"}
 
@@ -29,13 +29,13 @@ class B12xQuantMixin:
     _b12x_quant = "NVFP4"  # the quant algo this method serves
     _b12x_swizzled = True  # scale layout the parent method leaves
 
-    def build_b12x(self, module) -> None:
+    def build_b12x(self, module, tensors: dict | None = None) -> None:
         if getattr(module, "b12x_reason", "") is not None:
             return
         if getattr(module, "fc31_act_scale", None) is not None:
             return module._b12x_off("NVFP4_AWQ pre-quant activation scales are not supported by the decode kernel")
         try:
-            bundle = bundle_from_module(module, scales_swizzled=self._b12x_swizzled)
+            bundle = bundle_from_module(module, scales_swizzled=self._b12x_swizzled, tensors=tensors)
         except ValueError as exc:
             return module._b12x_off(f"unexpected CUTLASS weight layout: {exc}")
         runner, reason = _make_runner(module, bundle)
@@ -43,14 +43,16 @@ class B12xQuantMixin:
             return module._b12x_off(reason)
         ops.register(runner)  # before any torch.compile trace of the layer
         module._b12x_runner = runner
-        owners = [getattr(module, n) for n in ("w3_w1_weight", "w3_w1_weight_scale", "w2_weight", "w2_weight_scale")]
+        owners = [getattr(module, n) for n in WEIGHT_TENSORS]
         held = getattr(runner.decode, "held_bytes", dict)()
         parts = {"bundle scalars": own_bytes(bundle, *owners), **{f"decode {k}": v for k, v in held.items()}}
         module.b12x_extra_bytes = sum(parts.values())
         detail = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in parts.items())
-        _log.once("memory", "info", f"{NAME}: layer {getattr(module, 'layer_idx', '?')} holds "
-                                    f"{module.b12x_extra_bytes / 2**20:.1f} MiB beyond its CUTLASS tensors ({detail}); "
-                                    "the bundle itself is views of those tensors")
+        copied = " (a copy: Marlin repacks its own)" if tensors is not None else " (views of those tensors)"
+        _log.once(("memory", type(module).__name__), "info",
+                  f"{type(module).__name__}: layer {getattr(module, 'layer_idx', '?')} holds "
+                  f"{module.b12x_extra_bytes / 2**20:.1f} MiB beyond its TensorRT-LLM tensors ({detail}); "
+                  f"the bundle is{copied}")
 
 
 class TransformWeightsHook:
@@ -58,6 +60,50 @@ class TransformWeightsHook:
         out = super().transform_weights(module, *args, **kwargs)
         self.build_b12x(module)
         return out
+
+
+class CopyBeforeRepackHook:
+    """Marlin's ``transform_weights`` repacks the CUTLASS-layout tensors into its own layout:
+    our bundle is built from copies made just before, where the memory rule allows them."""
+
+    def transform_weights(self, module, *args, **kwargs):
+        copies = None
+        if getattr(module, "b12x_reason", "") is None:
+            nbytes = sum(getattr(module, n).numel() * getattr(module, n).element_size() for n in WEIGHT_TENSORS)
+            why = marlin_copy_reason(nbytes, getattr(module, WEIGHT_TENSORS[0]).device)
+            if why is not None:
+                module._b12x_off(why)
+            else:
+                copies = {n: getattr(module, n).detach().clone() for n in WEIGHT_TENSORS}
+        out = super().transform_weights(module, *args, **kwargs)
+        if copies is not None:
+            self.build_b12x(module, tensors=copies)
+        return out
+
+
+MARLIN_FREE_FRACTION = 0.10  # the copy must leave at least this fraction of the GPU's memory free
+
+
+def marlin_copy_reason(nbytes: int, device, free_total: tuple[int, int] | None = None) -> str | None:
+    """The memory rule for moe_backend MARLIN, or why it refuses: a layer keeps a copy of its
+    expert weights (``nbytes``) only while ``TRTLLM_B12X_MARLIN_COPY`` is not ``off`` and the
+    copy leaves at least :data:`MARLIN_FREE_FRACTION` of the device's memory free (checked per
+    layer as it loads). Off the GPU (test doubles) only the setting applies."""
+    from .._env import settings
+
+    if settings().marlin_copy == "off":
+        return "TRTLLM_B12X_MARLIN_COPY=off: no copy of the expert weights next to Marlin's"
+    if free_total is None and getattr(device, "type", None) == "cuda":
+        free_total = torch.cuda.mem_get_info(device)
+    if free_total is None:
+        return None
+    free, total = free_total
+    if free - nbytes < MARLIN_FREE_FRACTION * total:
+        return (f"moe_backend MARLIN: the b12x copy of this layer's expert weights ({nbytes / 2**20:.1f} MiB; "
+                f"Marlin repacks its own) would leave {max(free - nbytes, 0) / 2**30:.2f} GiB of "
+                f"{total / 2**30:.1f} GiB free; the rule keeps {MARLIN_FREE_FRACTION:.0%} free "
+                "(TRTLLM_B12X_MARLIN_COPY=off turns the copy off)")
+    return None
 
 
 class PostLoadWeightsHook:
@@ -69,15 +115,18 @@ class PostLoadWeightsHook:
 
 
 def build_quant_methods(gen) -> dict:
-    """``{CUTLASS method class: our subclass}`` for NVFP4 (swizzled scales) and, where the
-    generation has it, W4A16_NVFP4 (linear scales)."""
+    """``{TensorRT-LLM method class: our subclass}`` for NVFP4 (swizzled scales), where the
+    generation has them W4A16_NVFP4 (linear scales) and Marlin's NVFP4 method (which repacks:
+    our bundle is built from copies taken just before)."""
     hook = TransformWeightsHook if gen.name == "G2" else PostLoadWeightsHook
     out = {}
-    for base, quant, swizzled in ((gen.nvfp4_method, "NVFP4", True), (gen.w4a16_method, "W4A16_NVFP4", False)):
+    for base, quant, swizzled, h in ((gen.nvfp4_method, "NVFP4", True, hook),
+                                     (gen.w4a16_method, "W4A16_NVFP4", False, hook),
+                                     (getattr(gen, "marlin_method", None), "NVFP4", True, CopyBeforeRepackHook)):
         if base is None:
             continue
         ns = {"__module__": __name__, "_b12x_quant": quant, "_b12x_swizzled": swizzled}
-        out[base] = types.new_class(f"B12x{base.__name__}", (hook, B12xQuantMixin, base),
+        out[base] = types.new_class(f"B12x{base.__name__}", (h, B12xQuantMixin, base),
                                     exec_body=lambda body, ns=ns: body.update(ns))
     return out
 

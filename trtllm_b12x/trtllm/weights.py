@@ -110,11 +110,17 @@ def bundle_from_cutlass_tensors(
     )
 
 
-def bundle_from_module(module, *, scales_swizzled: bool) -> MoEWeights:
-    """The bundle of a loaded CUTLASS MoE module (its per-rank shard): views of its tensors."""
+WEIGHT_TENSORS = ("w3_w1_weight", "w3_w1_weight_scale", "w2_weight", "w2_weight_scale")
+SCALAR_TENSORS = ("fc31_alpha", "fc2_alpha", "fc31_input_scale", "fc2_input_scale")
+
+
+def bundle_from_module(module, *, scales_swizzled: bool, tensors: dict | None = None) -> MoEWeights:
+    """The bundle of a loaded CUTLASS MoE module (its per-rank shard): views of its tensors,
+    or of ``tensors`` (the same names) where the module's own are about to be repacked."""
+    t = {n: (tensors or {}).get(n, getattr(module, n, None)) for n in WEIGHT_TENSORS + SCALAR_TENSORS}
     return bundle_from_cutlass_tensors(
-        module.w3_w1_weight, module.w3_w1_weight_scale, module.w2_weight, module.w2_weight_scale,
-        module.fc31_alpha, module.fc2_alpha, module.fc31_input_scale, module.fc2_input_scale,
+        t["w3_w1_weight"], t["w3_w1_weight_scale"], t["w2_weight"], t["w2_weight_scale"],
+        t["fc31_alpha"], t["fc2_alpha"], t["fc31_input_scale"], t["fc2_input_scale"],
         intermediate_size=module.intermediate_size_per_partition,
         gated=getattr(module, "intermediate_size_expand_ratio", 2) == 2,
         scales_swizzled=scales_swizzled,

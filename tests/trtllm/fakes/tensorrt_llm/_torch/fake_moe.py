@@ -137,12 +137,15 @@ class CutlassLifecycle:
         return cutlass_math(self, x, ids, scales, swizzled=not self._w4a16).to(output_dtype or x.dtype)
 
 
-def cutlass_math(module, x, ids, scales, swizzled):
-    """What the CUTLASS kernel computes from the module's tensors (float32, test-side model)."""
+def cutlass_math(module, x, ids, scales, swizzled, tensors=None, layer=None):
+    """What the CUTLASS kernel computes from the module's tensors (float32, test-side model);
+    ``tensors`` (with ``layer`` for the shapes) stands in for weights held elsewhere."""
     from cutlass_layout import dequant_cutlass, moe_math
 
-    t = {k: getattr(module, k).data for k in ("w3_w1_weight", "w3_w1_weight_scale", "w2_weight", "w2_weight_scale",
-                                              "fc31_alpha", "fc2_alpha", "fc31_input_scale", "fc2_input_scale")}
-    w13, w2 = dequant_cutlass(t, intermediate=module.intermediate_size_per_partition,
-                              gated=module.is_gated_activation, swizzled=swizzled)
-    return moe_math(x, ids, scales, w13, w2, expert_offset=module.slot_start, gated=module.is_gated_activation)
+    layer = layer if layer is not None else module
+    t = tensors or {k: getattr(module, k).data for k in ("w3_w1_weight", "w3_w1_weight_scale", "w2_weight",
+                                                         "w2_weight_scale", "fc31_alpha", "fc2_alpha",
+                                                         "fc31_input_scale", "fc2_input_scale")}
+    w13, w2 = dequant_cutlass(t, intermediate=layer.intermediate_size_per_partition,
+                              gated=layer.is_gated_activation, swizzled=swizzled)
+    return moe_math(x, ids, scales, w13, w2, expert_offset=layer.slot_start, gated=layer.is_gated_activation)

@@ -3,6 +3,7 @@ from ...utils import ActivationType
 from .activation import DEFAULT_MOE_ACTIVATION, SwigluActivation, activation_constant_names
 from .configurable_moe import ConfigurableMoE
 from .fused_moe_cutlass import CutlassFusedMoE
+from .fused_moe_marlin import MarlinFusedMoE
 from .fused_moe_stubs import CuteDslB12xFusedMoE, TRTLLMGenFusedMoE, VanillaMoE
 from .moe_resolution import resolve_moe_cls
 from .stage import ACTIVATION_CARRIER, WRAPS_IMPL_BASE
@@ -10,7 +11,7 @@ from .stage import ACTIVATION_CARRIER, WRAPS_IMPL_BASE
 if WRAPS_IMPL_BASE:
     from .impl_base import MoEImplBase  # G2c: the wrapping rule below reads it
 
-_OWN_CLASSES = (CutlassFusedMoE, CuteDslB12xFusedMoE, TRTLLMGenFusedMoE, VanillaMoE)
+_OWN_CLASSES = (CutlassFusedMoE, MarlinFusedMoE, CuteDslB12xFusedMoE, TRTLLMGenFusedMoE, VanillaMoE)
 
 
 def _wrapped(moe_cls) -> bool:

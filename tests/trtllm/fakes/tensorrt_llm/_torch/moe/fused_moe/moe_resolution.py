@@ -1,14 +1,16 @@
 from ...utils import ActivationType
 from .fused_moe_cutlass import CutlassFusedMoE
+from .fused_moe_marlin import MarlinFusedMoE
 from .fused_moe_stubs import CuteDslB12xFusedMoE, TRTLLMGenFusedMoE, VanillaMoE
 from .impl_contract import MoEDeployment, MoEProblem, MoERejection, MoEResolutionReport
 from .impl_environment import collect_moe_environment
 from .stage import STAGE
 
-IMPL_PRIORITY = (CuteDslB12xFusedMoE, TRTLLMGenFusedMoE, CutlassFusedMoE, VanillaMoE)
+IMPL_PRIORITY = (CuteDslB12xFusedMoE, TRTLLMGenFusedMoE, MarlinFusedMoE, CutlassFusedMoE, VanillaMoE)
 BACKEND_FAMILY = {
     "CUTLASS": frozenset({CutlassFusedMoE}),
     "CUTEDSL": frozenset({CuteDslB12xFusedMoE}),
+    "MARLIN": frozenset({MarlinFusedMoE}),
     "TRTLLM": frozenset({TRTLLMGenFusedMoE}),
     "VANILLA": frozenset({VanillaMoE}),
 }
