@@ -30,7 +30,8 @@ def test_without_tensorrt_llm(monkeypatch):
                          "promotion: off"]
     assert "model: nemotron-3-super: quant NVFP4, dtype bfloat16, activation Relu2" in lines
     assert _verdict(lines) == ("moe_backend CUTLASS: B12xCutlassFusedMoE (b12x decode below 64 tokens, "
-                               "CUTLASS prefill)")
+                               "CUTLASS prefill); memory: views of the CUTLASS tensors + the decode kernel's copy "
+                               "(1.59 GB per MoE layer)")
 
 
 @pytest.mark.parametrize("sm, expect", [
@@ -90,3 +91,12 @@ def test_with_tensorrt_llm_installed(fakes_on_path, monkeypatch, gen, pkg):
     assert lines[1] == f"TensorRT-LLM API generation: {gen} ({pkg})"
     enable(package=pkg)
     assert f"promotion: active ({gen}, {pkg})" in doctor_report(import_trtllm=False)
+
+
+def test_sm90_names_the_marlin_family_and_its_memory_cost():
+    lines = doctor_report("qwen3-30b-a3b", sm=90, import_trtllm=False)
+    (marlin,) = [ln for ln in lines if ln.startswith("moe_backend MARLIN:")]
+    assert marlin.startswith("moe_backend MARLIN: B12xMarlinFusedMoE (b12x decode below 64 tokens, Marlin prefill)")
+    assert "a copy of the expert weights" in marlin and "(0.34 GB per MoE layer)" in marlin
+    assert not [ln for ln in doctor_report("qwen3-30b-a3b", sm=120, import_trtllm=False)
+                if ln.startswith("moe_backend MARLIN")]

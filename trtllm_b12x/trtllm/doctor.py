@@ -9,6 +9,7 @@ backend for that model here, with the reason; the verdict comes from the same
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -71,6 +72,14 @@ def model_facts(model, *, sm: int | None = None, ep_size: int = 1, attention_dp:
     return name, facts, []
 
 
+def _layer_bytes(model) -> str:
+    """`` (N GB per MoE layer)`` for a preset (its expert weights at full expert count), else ''."""
+    if isinstance(model, str) and model in PRESETS:
+        shape = PRESETS[model]
+        return f" ({shape.num_experts * shape.bytes_per_expert / 1e9:.2f} GB per MoE layer)"
+    return ""
+
+
 def _device_sm() -> int | None:
     from ..arch import device_capability
 
@@ -106,7 +115,7 @@ def doctor_report(model=None, *, sm: int | None = None, ep_size: int = 1, attent
     """Report lines (plain text). ``sm`` overrides the detected GPU (e.g. 120 to ask about an
     RTX PRO 6000 from another machine); ``import_trtllm=False`` skips importing TensorRT-LLM."""
     from ..moe import DECODE_MAX_TOKENS
-    from .backend import NAME, runtime_facts
+    from .backend import MARLIN_NAME, NAME, runtime_facts
     from .promote import status
 
     lines = [f"TensorRT-LLM: {package_version('tensorrt_llm')}"]
@@ -126,10 +135,21 @@ def doctor_report(model=None, *, sm: int | None = None, ep_size: int = 1, attent
     verdict = decide(facts, runtime)
     lines += [f"model: {name}: quant {facts.quant}, dtype {facts.dtype}, activation {facts.activation}",
               *assumed]
+    per_layer = _layer_bytes(model)
     if verdict.ok:
-        lines.append(f"moe_backend CUTLASS: {NAME} (b12x decode below {DECODE_MAX_TOKENS} tokens, CUTLASS prefill)")
+        lines.append(f"moe_backend CUTLASS: {NAME} (b12x decode below {DECODE_MAX_TOKENS} tokens, CUTLASS prefill); "
+                     "memory: views of the CUTLASS tensors + the decode kernel's copy" + per_layer)
     else:
         lines.append(f"moe_backend CUTLASS: stock CutlassFusedMoE ({verdict})")
+    if sm == 90:  # Hopper: TensorRT-LLM serves NVFP4 with Marlin
+        marlin = decide(dataclasses.replace(facts, quant="NVFP4" if facts.quant == "W4A16_NVFP4" else facts.quant,
+                                            family="MARLIN"), runtime)
+        if marlin.ok:
+            lines.append(f"moe_backend MARLIN: {MARLIN_NAME} (b12x decode below {DECODE_MAX_TOKENS} tokens, Marlin "
+                         "prefill); memory: a copy of the expert weights next to Marlin's repacked ones"
+                         f"{per_layer}, only while it leaves 10% of the GPU free (TRTLLM_B12X_MARLIN_COPY=off: none)")
+        else:
+            lines.append(f"moe_backend MARLIN: stock MarlinFusedMoE ({marlin})")
     if "sm" in verdict.unknown:
         lines.append("not evaluated: the SM (no GPU here; pass sm=120, 121 or 90)")
     return lines
