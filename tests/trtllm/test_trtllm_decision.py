@@ -109,3 +109,39 @@ def test_missing_kernel_is_the_last_gate():
     v = decide(Facts(sm=120, quant="NVFP4"), runtime)
     assert v.code == "DEP_MISSING" and "nvidia-cutlass-dsl is not importable" in v.detail
     assert decide(Facts(sm=100), runtime).code == "SM_UNSUPPORTED"  # a hardware reason wins
+
+
+# moe_backend families beyond CUTLASS (G2c): (family, sm, quant, dtype, ep, FlashInfer, the winner)
+FAMILY_TABLE = {
+    "cutedsl-upstream-b12x": ("CUTEDSL", 120, "NVFP4", torch.bfloat16, 1, True, "CuteDslB12xFusedMoE"),
+    "cutedsl-no-flashinfer": ("CUTEDSL", 120, "NVFP4", torch.bfloat16, 1, False, "B12xCutlassFusedMoE"),
+    "cutedsl-ep2": ("CUTEDSL", 121, "NVFP4", torch.bfloat16, 2, True, "B12xCutlassFusedMoE"),
+    "marlin-sm90-nvfp4": ("MARLIN", 90, "NVFP4", torch.bfloat16, 1, False, "B12xMarlinFusedMoE"),
+    "marlin-sm90-w4a16": ("MARLIN", 90, "W4A16_NVFP4", torch.bfloat16, 2, False, "B12xMarlinFusedMoE"),
+    "marlin-sm90-fp16": ("MARLIN", 90, "NVFP4", torch.float16, 1, False, None),  # Marlin prefill: bf16 only
+    "marlin-sm120": ("MARLIN", 120, "NVFP4", torch.bfloat16, 1, False, "CutlassFusedMoE"),  # Marlin: SM89-99
+    "cutlass-sm90-nvfp4": ("CUTLASS", 90, "NVFP4", torch.bfloat16, 1, False, None),  # no candidate at all
+}
+
+
+@pytest.mark.parametrize("row", FAMILY_TABLE, ids=list(FAMILY_TABLE))
+def test_family_rows(g2, row):
+    family, sm, quant, dtype, ep, flashinfer, winner = FAMILY_TABLE[row]
+    importlib.import_module("tensorrt_llm._utils").SM = sm
+    env = importlib.import_module(g2.__name__ + ".impl_environment")
+    env.DEPS = ("flashinfer",) if flashinfer else ()
+    backend.set_decode_kernel_factory(tl.stand_in_factory)
+    enable()
+    try:
+        res = importlib.import_module(g2.__name__ + ".moe_resolution")
+        mc = tl.model_config(quant=quant, dtype=dtype, backend=family, ep=(ep, 0))
+        report = res.resolve_moe_impl(mc, num_experts=6, dtype=dtype)
+    finally:
+        env.DEPS = ()
+    assert report.winner == winner, report
+    ours = "B12xMarlinFusedMoE" if family == "MARLIN" else "B12xCutlassFusedMoE"
+    asked = {r.legacy_backend for r in report.rejected} | set(report.eligible)
+    if family != "CUTLASS":
+        assert ours in asked, report  # a candidate of that family: it answered
+    if winner != ours and family != "CUTLASS" and ours not in report.eligible:
+        assert any(r.legacy_backend == ours and r.detail for r in report.rejected), report  # said why not

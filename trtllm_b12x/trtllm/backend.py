@@ -260,7 +260,8 @@ class G2Entry:
         verdict = decide(facts, runtime_facts())
         contract = cls._b12x_contract
         if verdict.ok:
-            return contract.MoEEligibility.ok()
+            # the prefill is the parent's (CUTLASS or Marlin): it must take the layer too
+            return super(G2Entry, cls).can_implement(p, d)
         reasons = contract.MoERejectReason
         reason = getattr(reasons, verdict.code, None) or reasons.TOPOLOGY_UNSUPPORTED
         return contract.MoEEligibility.no(reason, f"{cls.__name__}: {verdict.detail}")
