@@ -106,3 +106,21 @@ def test_sm120_decode_kernel_sass(cache, name, phase, arch, dtype):
     assert sass.spills == 0 and sass.resources.local_bytes == 0
     assert sass.resources.registers * 32 * cfg.warps * cfg.ctas_per_sm <= 65536
     assert cfg.smem_bytes <= target.smem_per_block
+
+
+def test_fc2_k_is_padded_where_it_would_split_over_one_warp():
+    """A prime chunk count (nemotron-3-nano: I = 1856 = 29 x 64) would put every FC2 item on one
+    warp; I_pad grows by alignment steps until each warp has at most 2 x CHUNKS_PER_WARP chunks.
+    Shapes that split well keep their size."""
+    from trtllm_b12x.kernels.moe_decode import CHUNKS_PER_WARP, padded_intermediate, split_k
+    from trtllm_b12x.models import PRESETS
+
+    assert padded_intermediate(1856, "m16n8k16") == 1920 and split_k(30)[0] == 6
+    assert padded_intermediate(704, "m16n8k16") == 768  # Gemma-class: 11 chunks -> 12
+    for name, shape in PRESETS.items():
+        for mma, align in (("m16n8k16", 64), ("m16n8k64", 128)):
+            i_pad = padded_intermediate(shape.intermediate_size, mma)
+            warps, _ = split_k(i_pad // 64, mma)
+            assert i_pad // 64 // warps <= 2 * CHUNKS_PER_WARP, (name, mma)
+            if name != "nemotron-3-nano" or mma == "m16n8k64":
+                assert i_pad == -(-shape.intermediate_size // align) * align, (name, mma)
