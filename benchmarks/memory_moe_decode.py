@@ -23,6 +23,7 @@ from trtllm_b12x.arch import describe_device
 from trtllm_b12x.kernels.cache import KernelCache
 from trtllm_b12x.kernels.decode import decode_kernel_factory
 from trtllm_b12x.models import PRESETS, make_moe_weights
+from trtllm_b12x.quantization.bundle import nbytes
 from trtllm_b12x.moe import MoERunner
 from trtllm_b12x.trtllm.weights import bundle_from_cutlass_tensors
 
@@ -42,7 +43,7 @@ def measure(name: str, cache: KernelCache) -> dict:
     shape = PRESETS[name]
     t = module_tensors(shape)
     torch.cuda.synchronize()
-    layer = sum(v.numel() * v.element_size() for v in t.values())
+    layer = nbytes(*t.values())
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     bundle = bundle_from_cutlass_tensors(**t, intermediate_size=shape.intermediate_size, gated=shape.gated)

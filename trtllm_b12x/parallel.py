@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from .models import PRESETS, MoEShape, make_hidden_states, make_moe_weights, make_routing
+from .bench.moe import case_inputs as bench_case_inputs
+from .models import PRESETS, MoEShape, make_moe_weights
 from .moe import DECODE_MAX_TOKENS, MoERunner
 from .reference import moe_reference, relative_error
 
@@ -70,12 +71,12 @@ def rank_layout(rank: int, tp: int) -> tuple[int, int]:
     return rank // tp, rank % tp
 
 
-def case_inputs(case: ParallelCase, m: int, experts: int, device):
-    x = make_hidden_states(m, case.shape, seed=case.seed + m, device=device)
-    ids, w = make_routing(m, experts, case.shape.top_k, seed=case.seed + m, skew=case.skew, device=device)
+def case_inputs(case: ParallelCase, full, m: int):
+    """The bench's case (same tokens and routing), with a fraction of slots made unrouted (-1)."""
+    x, ids, w = bench_case_inputs(case.shape, full, m, seed=case.seed, skew=case.skew)
     if case.unrouted > 0:
-        gen = torch.Generator(device=device).manual_seed(case.seed + 1000 + m)
-        drop = torch.rand(ids.shape, generator=gen, device=device) < case.unrouted
+        gen = torch.Generator(device=ids.device).manual_seed(case.seed + 1000 + m)
+        drop = torch.rand(ids.shape, generator=gen, device=ids.device) < case.unrouted
         ids = torch.where(drop, torch.full_like(ids, -1), ids)
     return x, ids, w
 
@@ -95,7 +96,7 @@ def run_rank(case: ParallelCase, rank: int, world: int, device: torch.device) ->
                              decode_kernel=factory)
     results = []
     for m in case.tokens:
-        x, ids, w = case_inputs(case, m, full.num_experts, device)
+        x, ids, w = case_inputs(case, full, m)
         part = runner(x, ids, w).float()
         total = part.clone()
         dist.all_reduce(total)

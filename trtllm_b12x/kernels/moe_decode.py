@@ -42,6 +42,7 @@ from cutlass.cute.nvgpu import cpasync
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, current_target, sm_count
+from ..quantization.bundle import nbytes
 from ..quantization.fragments import (CHUNK_K, K_ALIGN, M16N8K16_MAG_BIT, M16N8K16_SIGN_BIT, FragmentLayout,
                                       pack_fragments, round_up)
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
@@ -855,9 +856,6 @@ class FusedDecode:
         """Device bytes this object holds beyond the runner's bundle: the fragment-layout copy of
         the weights (until the kernels read the bundle's layout in place), the per-expert
         scalars and the workspaces allocated so far (one per dtype and top-k)."""
-        def nbytes(*ts):
-            return sum(t.numel() * t.element_size() for t in ts)
-
         return {"weights": nbytes(*self.fc1, *self.fc2), "scalars": nbytes(self.fc1_scalars, self.fc2_scalars),
                 "workspace": nbytes(*(b[2] for b in self._bound.values()))}
 

@@ -7,6 +7,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
+from .fragments import round_up
 from .layouts import swizzle_128x4, unswizzle_128x4
 from .nvfp4 import BLOCK, dequantize_nvfp4
 
@@ -83,18 +84,18 @@ class MoEWeights:
         g, inter = self.w13_global.shape[1], self.intermediate
         if not isinstance(inter, int) or inter <= 0 or inter % BLOCK or hidden % BLOCK:
             raise ValueError(f"MoEWeights: H={hidden} and intermediate={inter!r} must be positive multiples of {BLOCK}")
-        if n1 != _round_up(g * inter, 128) or c2 * 2 != n1 // g:
+        if n1 != round_up(g * inter, 128) or c2 * 2 != n1 // g:
             raise ValueError(
                 f"MoEWeights: w13 has {n1} rows and w2 {c2 * 2} columns; for intermediate={inter} "
                 f"({'gated' if g == 2 else 'ReLU^2'}) TensorRT-LLM's layout has N1 = pad128({g}*I) = "
-                f"{_round_up(g * inter, 128)} rows and C = N1/{g} = {_round_up(g * inter, 128) // g} columns"
+                f"{round_up(g * inter, 128)} rows and C = N1/{g} = {round_up(g * inter, 128) // g} columns"
             )
         expect = {
             "w13": ((e, n1, h2), torch.uint8),
-            "w13_scale": ((e, n1, _round_up(h2 * 2 // BLOCK, 4)), torch.float8_e4m3fn),
+            "w13_scale": ((e, n1, round_up(h2 * 2 // BLOCK, 4)), torch.float8_e4m3fn),
             "w13_global": ((e, g), torch.float32),
             "w2": ((e, h2 * 2, c2), torch.uint8),
-            "w2_scale": ((e, _round_up(hidden, 128), _round_up(c2 * 2 // BLOCK, 4)), torch.float8_e4m3fn),
+            "w2_scale": ((e, round_up(hidden, 128), round_up(c2 * 2 // BLOCK, 4)), torch.float8_e4m3fn),
             "w2_global": ((e,), torch.float32),
         }
         for name in ("fc1_input_scale", "fc2_input_scale"):
@@ -330,12 +331,12 @@ class MoEWeights:
         (d0, _), (d2, _) = fc1_halves[0], fc2
         e, inter, h2 = d0.shape
         hidden, g = h2 * 2, len(fc1_halves)
-        n1 = _round_up(g * inter, 128)
+        n1 = round_up(g * inter, 128)
         dev = d0.device
         w13 = torch.zeros(e, n1, h2, dtype=torch.uint8, device=dev)
-        w13_sf = torch.zeros(e, n1, _round_up(hidden // BLOCK, 4), dtype=torch.uint8, device=dev)
+        w13_sf = torch.zeros(e, n1, round_up(hidden // BLOCK, 4), dtype=torch.uint8, device=dev)
         w2 = torch.zeros(e, hidden, n1 // g // 2, dtype=torch.uint8, device=dev)
-        w2_sf = torch.zeros(e, _round_up(hidden, 128), _round_up(n1 // g // BLOCK, 4), dtype=torch.uint8, device=dev)
+        w2_sf = torch.zeros(e, round_up(hidden, 128), round_up(n1 // g // BLOCK, 4), dtype=torch.uint8, device=dev)
         order = fc1_halves[::-1]  # stored [w3; w1]: up rows first
         for x in range(e):
             for h, (d, sf) in enumerate(order):
@@ -352,6 +353,11 @@ class MoEWeights:
             intermediate=inter, fc1_input_scale=fc1_input_scale, fc2_input_scale=fc2_input_scale,
             scale_layout=scale_layout,
         )
+
+
+def nbytes(*tensors: torch.Tensor) -> int:
+    """Bytes the tensors' elements take (what a layer holds)."""
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def check_positive(t: torch.Tensor, name: str) -> None:
@@ -392,10 +398,6 @@ def _block_scales(t: torch.Tensor, where: str) -> None:
         r, c = (int(i) for i in bad.nonzero()[0])
         _fail(where, f"row {r}, block {c} holds 0x{int(u[r, c]):02x} ({float(t.view(torch.float8_e4m3fn)[r, c])}); "
                      "block scales must be finite and non-negative E4M3")
-
-
-def _round_up(x: int, m: int) -> int:
-    return -(-x // m) * m
 
 
 def _shape3(t: torch.Tensor, name: str) -> tuple[int, int, int]:

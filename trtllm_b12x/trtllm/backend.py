@@ -116,6 +116,12 @@ _CONSTANTS = {"alpha": ("act_alpha", "swiglu_alpha"), "beta": ("act_beta", "swig
               "limit": ("act_clamp", "swiglu_limit")}
 
 
+def layer_activation(m) -> str:
+    """The layer's activation name: G2c's ``MoEActivation`` carrier, else its ActivationType."""
+    return _activation_of(getattr(m, "activation", None)) or activation_name(getattr(m, "activation_type", None)) \
+        or "Swiglu"
+
+
 def activation_constants(m) -> dict | None:
     """The layer's SwiGLU constants as ``{"alpha" | "beta" | "limit": float}`` (only those it
     supplies; ``{}`` for none), or None when one differs across experts or is not finite."""
@@ -140,8 +146,7 @@ def _layer_facts(m) -> Facts:
     lb = getattr(m, "layer_load_balancer", None)
     return Facts(
         sm=_sm(), quant=quant, dtype=dtype_name(getattr(m, "dtype", None)),
-        activation=_activation_of(getattr(m, "activation", None)) or activation_name(getattr(m, "activation_type", None))
-        or "Swiglu",
+        activation=layer_activation(m),
         bias=bool(getattr(m, "bias", False)),
         activation_constants=constants != {},
         constants_per_layer=constants is not None,

@@ -32,7 +32,6 @@ class Generation:
     w4a16_method: type | None  # W4A16NVFP4CutlassFusedMoEMethod, where it exists
     resolution: ModuleType | None = None  # G2 moe_resolution
     contract: ModuleType | None = None  # G2 impl_contract
-    stage: str = ""  # "G1", "G2c"
     marlin: type | None = None  # G2 fused_moe_marlin.MarlinFusedMoE, where it exists (SM89-99)
     marlin_method: type | None = None  # its quant method (repacks the weights in transform_weights)
 
@@ -87,8 +86,7 @@ def _check_g1(pkg: str):
                         "token_final_scales, x_sf, ...)")
     if miss:
         return miss
-    return Generation("G1", sys.modules[pkg], create, cutlass, nvfp4, getattr(quant, "W4A16NVFP4CutlassFusedMoEMethod", None),
-                      stage="G1")
+    return Generation("G1", sys.modules[pkg], create, cutlass, nvfp4, getattr(quant, "W4A16NVFP4CutlassFusedMoEMethod", None))
 
 
 def _check_g2(pkg: str):
@@ -123,7 +121,7 @@ def _check_g2(pkg: str):
     usable = (isinstance(marlin, type) and issubclass(marlin, cutlass) and isinstance(marlin_method, type)
               and marlin in prio and marlin in family.get("MARLIN", ()))
     return Generation("G2", sys.modules[pkg], create, cutlass, nvfp4,
-                      getattr(quant, "W4A16NVFP4CutlassFusedMoEMethod", None), res, contract, stage="G2c",
+                      getattr(quant, "W4A16NVFP4CutlassFusedMoEMethod", None), res, contract,
                       marlin=marlin if usable else None, marlin_method=marlin_method if usable else None)
 
 

@@ -15,8 +15,9 @@ import torch
 from .. import ops
 from ..activation import Activation
 from ..moe import MoERunner, Parallel
+from ..quantization.bundle import nbytes
 from . import _log, backend
-from .backend import NAME, _activation_of, activation_constants, activation_name, runtime_facts
+from .backend import activation_constants, layer_activation, runtime_facts
 from .decision import dtype_name
 from .weights import WEIGHT_TENSORS, bundle_from_module, own_bytes
 
@@ -69,8 +70,8 @@ class CopyBeforeRepackHook:
     def transform_weights(self, module, *args, **kwargs):
         copies = None
         if getattr(module, "b12x_reason", "") is None:
-            nbytes = sum(getattr(module, n).numel() * getattr(module, n).element_size() for n in WEIGHT_TENSORS)
-            why = marlin_copy_reason(nbytes, getattr(module, WEIGHT_TENSORS[0]).device)
+            why = marlin_copy_reason(nbytes(*(getattr(module, n) for n in WEIGHT_TENSORS)),
+                                     getattr(module, WEIGHT_TENSORS[0]).device)
             if why is not None:
                 module._b12x_off(why)
             else:
@@ -136,8 +137,7 @@ def _make_runner(module, bundle) -> tuple[MoERunner | None, str | None]:
     factory = backend._decode_kernel_factory()  # looked up per call: the plug-in point
     if factory is None:
         return None, runtime_facts().kernel_missing or "no decode kernel factory"
-    kind = _ACTIVATION_KIND.get(_activation_of(getattr(module, "activation", None))
-                                or activation_name(getattr(module, "activation_type", None)) or "Swiglu")
+    kind = _ACTIVATION_KIND.get(layer_activation(module))
     constants = activation_constants(module) or {}  # per-layer values (the layer's decision checked that)
     parallel = Parallel(module.num_experts, getattr(module, "slot_start", 0), module.tp_size, module.tp_rank)
     try:

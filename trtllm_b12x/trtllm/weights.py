@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import torch
 
-from ..quantization.bundle import MoEWeights
+from ..quantization.bundle import MoEWeights, nbytes
 from ..quantization.nvfp4 import BLOCK
 
 
@@ -131,5 +131,4 @@ def own_bytes(w: MoEWeights, *owners: torch.Tensor) -> int:
     """Bytes of the bundle's tensors whose storage is none of ``owners``' (the module's
     tensors): what the bundle adds to the layer."""
     shared = {t.untyped_storage().data_ptr() for t in owners}
-    return sum(t.numel() * t.element_size() for t in w.tensors().values()
-               if t.untyped_storage().data_ptr() not in shared)
+    return nbytes(*(t for t in w.tensors().values() if t.untyped_storage().data_ptr() not in shared))

@@ -13,35 +13,26 @@ class MoEStaticCapability:
     supports_expert_bias: bool = False
 
 
-if STAGE == "G2a":  # upstream @04c2347b: no bias, no activation_constants
+@dataclass(frozen=True)
+class _ProblemG2a:  # upstream @04c2347b: no bias, no activation_constants
+    quant: str | None
+    dtype_act: torch.dtype
+    swiglu_gptoss_style: bool | None = None
+    activation: str = "Swiglu"
 
-    @dataclass(frozen=True)
-    class MoEProblem:
-        quant: str | None
-        dtype_act: torch.dtype
-        swiglu_gptoss_style: bool | None = None
-        activation: str = "Swiglu"
 
-elif STAGE == "G2b":  # @1f41a4c7: bias (moe_resolution passes it); activation_constants not relied on
+@dataclass(frozen=True)
+class _ProblemG2b(_ProblemG2a):  # @1f41a4c7: bias (moe_resolution passes it)
+    bias: bool | None = None
 
-    @dataclass(frozen=True)
-    class MoEProblem:
-        quant: str | None
-        dtype_act: torch.dtype
-        swiglu_gptoss_style: bool | None = None
-        bias: bool | None = None
-        activation: str = "Swiglu"
 
-else:  # G2c @0790edf6
+@dataclass(frozen=True)
+class _ProblemG2c(_ProblemG2b):  # @0790edf6
+    activation_constants: frozenset = frozenset()
 
-    @dataclass(frozen=True)
-    class MoEProblem:
-        quant: str | None
-        dtype_act: torch.dtype
-        swiglu_gptoss_style: bool | None = None
-        bias: bool | None = None
-        activation: str = "Swiglu"
-        activation_constants: frozenset = frozenset()
+
+# fields are passed by keyword, so the order inheritance gives them does not matter here
+MoEProblem = {"G2a": _ProblemG2a, "G2b": _ProblemG2b}.get(STAGE, _ProblemG2c)
 
 
 @dataclass(frozen=True)
