@@ -76,7 +76,7 @@ def test_decode_kernel_sass(cache, name, phase):
     """The SM90 decode phases: tensor-core MMA from 16-byte code vectors staged by cp.async,
     no spills, registers that let the persistent grid's CTAs all be resident."""
     cfg, sass, _ = _decode_sass(cache, name, phase, "sm_90a")
-    per_warp = cfg.chunks // cfg.warps
+    per_warp = cfg.per_warp
     # two 16-row tiles x 4 K steps per chunk: one pass body (an item has at most 8 pairs)
     assert sass.count("HMMA.16816.F32.BF16") == 2 * 4 * per_warp
     # the ring's copies: 2 tiles x the warp's chunks, issued for the first stages and in the loop
@@ -95,7 +95,7 @@ def test_sm120_decode_kernel_sass(cache, name, phase, arch, dtype):
     MMA, hardware FP4 conversions for the in-kernel quantization (FC1), no spills, within the
     part's registers and shared memory."""
     cfg, sass, target = _decode_sass(cache, name, phase, arch, dtype)
-    per_warp = cfg.chunks // cfg.warps
+    per_warp = cfg.per_warp
     assert sass.count("OMMA.SF.16864.F32.E2M1.E2M1.UE4M3.4X") == 2 * per_warp
     assert sass.count("HMMA") == 0
     if phase == "fc1":  # tokens: 2 x 4 cvt per chunk; the requantized intermediate: one per epilogue part
@@ -108,19 +108,15 @@ def test_sm120_decode_kernel_sass(cache, name, phase, arch, dtype):
     assert cfg.smem_bytes <= target.smem_per_block
 
 
-def test_fc2_k_is_padded_where_it_would_split_over_one_warp():
-    """A prime chunk count (nemotron-3-nano: I = 1856 = 29 x 64) would put every FC2 item on one
-    warp; I_pad grows by alignment steps until each warp has at most 2 x CHUNKS_PER_WARP chunks.
-    Shapes that split well keep their size."""
-    from trtllm_b12x.kernels.moe_decode import CHUNKS_PER_WARP, padded_intermediate, split_k
-    from trtllm_b12x.models import PRESETS
+def test_k_splits_evenly_or_unevenly_but_never_over_one_warp():
+    """A prime chunk count (29, or Gemma-class I = 704: 11) splits unevenly (the last warp takes
+    fewer chunks) instead of putting every item on one warp; counts that split well split evenly."""
+    from trtllm_b12x.kernels.moe_decode import CHUNKS_PER_WARP, copy_groups, split_k
 
-    assert padded_intermediate(1856, "m16n8k16") == 1920 and split_k(30)[0] == 6
-    assert padded_intermediate(704, "m16n8k16") == 768  # Gemma-class: 11 chunks -> 12
-    for name, shape in PRESETS.items():
-        for mma, align in (("m16n8k16", 64), ("m16n8k64", 128)):
-            i_pad = padded_intermediate(shape.intermediate_size, mma)
-            warps, _ = split_k(i_pad // 64, mma)
-            assert i_pad // 64 // warps <= 2 * CHUNKS_PER_WARP, (name, mma)
-            if name != "nemotron-3-nano" or mma == "m16n8k64":
-                assert i_pad == -(-shape.intermediate_size // align) * align, (name, mma)
+    assert split_k(30) == (6, 5) and split_k(32) == (8, 4) and split_k(12) == (3, 4)
+    assert split_k(29) == (8, 4) and split_k(11) == (3, 4)  # 4 + 4 + 3, 7 x 4 + 1
+    for chunks in range(1, 120):
+        warps, per = split_k(chunks)
+        assert (warps - 1) * per < chunks <= warps * per
+        assert per <= 2 * CHUNKS_PER_WARP or warps == 8
+    assert copy_groups(7) == [(0, 4), (4, 2), (6, 1)] and copy_groups(8) == [(0, 4), (4, 4)]

@@ -44,7 +44,7 @@ def _method_lines(cls, name) -> set[int]:
 
 SM90_ONLY = {
     moe_decode.DecodeGemvSm90: ("token_tensor", "intermediate_tensor", "operand_scale", "token_operand", "tile_mma",
-                                "scales", "operands", "store_intermediate"),
+                                "fragment", "fragment_global", "dequant", "store_intermediate"),
     moe_decode.FusedDecode: ("expert_scalars", "intermediate_bytes", "intermediate_view", "kernel_tokens"),
 }
 

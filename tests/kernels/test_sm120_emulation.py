@@ -1,9 +1,11 @@
 """The SM120 tier's layouts and dataflow, checked on the CPU.
 
 1. Lane by lane, the emulated block-scaled MMAs over the weights exactly as the SM120 kernel
-   holds them (``FusedDecodeSm120``: MMA layout, padded halves) equal the exact dense product
-   of the checkpoint tensors, for every preset's FC1 and FC2 shapes — bit for bit.
-2. A permuted scale (or code) layout fails that comparison.
+   reads them (the bundle's TensorRT-LLM CUTLASS tensors in place: row-major codes, 128x4
+   scale words at the kernel's addresses) equal the exact dense product of the logical
+   weights (the bundle's own un-swizzling accessors), for every preset's FC1 and FC2 — bit for bit.
+2. A permuted 128x4 tile, swapped ``[w3; w1]`` halves, an off-by-one row or a wrong shared-memory
+   word order fail that comparison.
 3. The host model of the kernel's dataflow (token quantization, epilogue, requantized NVFP4
    intermediate, FC2, slot-ordered sum) reproduces ``reference.py`` in W4A4 mode.
 """
@@ -16,7 +18,8 @@ from trtllm_b12x.arch import get_target
 from trtllm_b12x.models import PRESETS, MoEShape, make_hidden_states, make_moe_weights, make_routing
 from trtllm_b12x.moe import MoERunner
 from trtllm_b12x.quantization.codecs import unpack_e2m1
-from trtllm_b12x.quantization.mma_emulator import e2m1_units, e4m3_units, fragment_gemv
+from trtllm_b12x.quantization.fragments import scale_words
+from trtllm_b12x.quantization.mma_emulator import e2m1_units, e4m3_units, stored_gemv
 from trtllm_b12x.quantization.nvfp4 import quantize_nvfp4
 from trtllm_b12x.reference import moe_reference, relative_error
 
@@ -45,45 +48,55 @@ def _tokens(p, k, seed):
     return quantize_nvfp4(x, 0.003)
 
 
+def _fc1(w, e=0):
+    return w.w13[e], scale_words(w.w13_scale[e], w.fc1_rows, w.hidden_size // 64, w.scale_layout)
+
+
+def _fc2(w, e=0):
+    return w.w2[e], scale_words(w.w2_scale[e], w.hidden_size, w.fc2_cols // 64, w.scale_layout)
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_emulated_mma_is_the_exact_product(name):
     shape = PRESETS[name]
     f = _fused(shape, 1)
-    w, inter, i_pad = f.weights, shape.intermediate_size, f.i_pad
-    # FC1: every row of both (padded) halves, 5 tokens
+    w, inter = f.weights, shape.intermediate_size
+    # FC1: every stored row ([w3; w1], then TensorRT-LLM's zero rows), 5 tokens
     xd, xs = _tokens(5, shape.hidden_size, 1)
-    got = fragment_gemv(f.fc1[0][0].view(torch.uint8), f.fc1[1][0], f.fc1_layout, xd, xs)
-    fc1 = torch.cat([_dense(*(t[0] for t in w.fc1_half(p, [0]))) for p in w.fc1_projections])  # [gate; up]
-    want = fc1 @ _dense(xd, xs).t()
-    halves = 2 if shape.gated else 1
-    for h in range(halves):
-        assert torch.equal(got[h * i_pad:h * i_pad + inter], want[h * inter:(h + 1) * inter])
-        assert not got[h * i_pad + inter:(h + 1) * i_pad].any()  # padded rows are exactly zero
-    # FC2 over the padded intermediate (its padding columns are zero codes and scales)
-    ad, as_ = _tokens(8, i_pad, 2)
-    got = fragment_gemv(f.fc2[0][0].view(torch.uint8), f.fc2[1][0], f.fc2_layout, ad, as_)
+    got = stored_gemv(*_fc1(w), xd, xs)
+    dense = {p: _dense(*(t[0] for t in w.fc1_half(p, [0]))) @ _dense(xd, xs).t() for p in w.fc1_projections}
+    up_first = [dense["w3"], dense["w1"]] if shape.gated else [dense["w1"]]
+    assert torch.equal(got[: len(up_first) * inter], torch.cat(up_first))
+    assert not got[len(up_first) * inter:].any()  # padded rows are exactly zero
+    # FC2 over the stored K (its padding columns are zero codes and scales)
+    ad, as_ = _tokens(8, w.fc2_cols, 2)
+    got = stored_gemv(*_fc2(w), ad, as_)
     want = _dense(*(t[0] for t in w.fc2([0]))) @ _dense(ad, as_)[:, :inter].t()
     assert torch.equal(got, want)
 
 
-@pytest.mark.parametrize("permute", ["thread-id halves", "rows g and g+8", "scale bytes", "code registers"])
+@pytest.mark.parametrize("permute", ["128x4 tile", "scale bytes", "[w3; w1] halves", "row off by one",
+                                     "code words"])
 def test_a_permuted_layout_fails(permute):
     f = _fused(PRESETS["qwen3-30b-a3b"], 1)
-    lay = f.fc2_layout
-    codes, scales = f.fc2[0][0].view(torch.uint8), f.fc2[1][0]
-    xd, xs = _tokens(8, lay.k, 3)
-    right = fragment_gemv(codes, scales, lay, xd, xs)
-    g = lay.group
-    sv = scales.view(lay.tiles, lay.chunks // g, 8, 2, 2, g // 2, 4)  # rt cg g tid rh p b
-    if permute == "thread-id halves":
-        scales = sv.flip(3).reshape(-1)
-    elif permute == "rows g and g+8":
-        scales = sv.flip(4).reshape(-1)
-    elif permute == "scale bytes":
-        scales = sv.flip(6).reshape(-1)
-    else:
-        codes = codes.view(lay.tiles, lay.chunks, 32, 4, 4).flip(3).reshape(-1)
-    wrong = fragment_gemv(codes.contiguous(), scales.contiguous(), lay, xd, xs)
+    w = f.weights
+    codes, words = _fc1(w)
+    xd, xs = _tokens(8, w.hidden_size, 3)
+    right = stored_gemv(codes, words, xd, xs)
+    sf = w.w13_scale[0].view(torch.uint8).reshape(-1, 512)  # the 128x4 tiles as stored
+    if permute == "128x4 tile":  # every tile's 32 lines of 16 bytes in reverse order
+        words = scale_words(sf.view(-1, 32, 16).flip(1), w.fc1_rows, w.hidden_size // 64, "swizzled")
+    elif permute == "scale bytes":  # the 4 blocks of each word reversed
+        words = scale_words(sf.view(-1, 4).flip(1), w.fc1_rows, w.hidden_size // 64, "swizzled")
+    elif permute == "[w3; w1] halves":
+        i = w.intermediate_size
+        codes = torch.cat([codes[i:2 * i], codes[:i], codes[2 * i:]])
+        words = torch.cat([words[i:2 * i], words[:i], words[2 * i:]])
+    elif permute == "row off by one":
+        codes = torch.roll(codes, 1, 0)
+    else:  # the two halves of every row (the shared-memory swap applied twice)
+        codes = codes.view(codes.shape[0], -1, 2, 16).flip(2).reshape(codes.shape)
+    wrong = stored_gemv(codes.contiguous(), words.contiguous(), xd, xs)
     assert not torch.equal(wrong, right)
     assert relative_error(wrong.double(), right.double()) > 0.1
 
@@ -132,12 +145,13 @@ def test_host_model_with_expert_parallel_and_swiglu_parameters():
 def test_sm120_tier_rejects_what_it_cannot_take():
     from trtllm_b12x.kernels.moe_decode_sm120 import FusedDecodeSm120
 
-    shape = MoEShape("h192", 192, 64, 4, 2, "swiglu", "-")
+    target, act = get_target("sm_120a"), Activation("swiglu")
+    shape = MoEShape("h96", 96, 64, 4, 2, "swiglu", "-")
     w = make_moe_weights(shape, num_experts=4)
-    assert "not a multiple of 128 (tier sm120)" in FusedDecodeSm120.shape_reason(w)
+    assert "not a multiple of 64 (tier sm120)" in FusedDecodeSm120.shape_reason(w, act, target)
     w = make_moe_weights(PRESETS["qwen3-30b-a3b"], num_experts=2)
     no_scale = type(w)(**{**w.__dict__, "fc1_input_scale": None})
-    assert "needs the FC1 input scale" in FusedDecodeSm120.shape_reason(no_scale)
+    assert "needs the FC1 input scale" in FusedDecodeSm120.shape_reason(no_scale, act, target)
 
 
 def test_self_check_accepts_the_model_and_rejects_a_wrong_kernel(monkeypatch, tmp_path):

@@ -136,6 +136,13 @@ def scale_pair(sf2: Uint32, dtype: str, *, loc=None, ip=None):
 
 
 @dsl_user_op
+def prmt(a: Uint32, b: Uint32, sel: Uint32, *, loc=None, ip=None) -> Uint32:
+    """Byte permute: byte ``i`` of the result is byte ``(sel >> 4 i) & 7`` of ``b:a``."""
+    args = [Uint32(v).ir_value(loc=loc, ip=ip) for v in (a, b, sel)]
+    return Uint32(_asm(T.i32(), args, "prmt.b32 $0, $1, $2, $3;", "=r,r,r,r"))
+
+
+@dsl_user_op
 def mul_half2(a: Uint32, b: Uint32, dtype: str, *, loc=None, ip=None) -> Uint32:
     """Packed BF16/FP16 multiply (round to nearest; subnormal inputs kept)."""
     op = "mul.rn.bf16x2" if dtype == "bfloat16" else "mul.rn.f16x2"

@@ -20,12 +20,12 @@ Every sum has a fixed order (K split over the CTA's warps, summed warp 0..n-1; t
 above), so results are bitwise reproducible run to run.
 
 Math: weights are MMA operand A (16 rows x 16 K), up to 8 pairs operand B (swap-AB,
-``mma.sync.m16n8k16``, FP32 accumulate). A lane's A fragment for 4 K-steps is one 16-byte
-vector of codes in the fragment layout (:mod:`trtllm_b12x.quantization.fragments`); each code
-pair becomes a half2 with at most two shifts and two masks (the word's bit order is chosen so
-that they are few, 11 integer ops per 4 pairs for BF16) and one multiply by the block scale (exact:
-E2M1 x E4M3 has at most 5 significant bits), the global scale is applied in the epilogue.
-The tier-specific part is the operand preparation (the ``# -- tier`` methods).
+``mma.sync.m16n8k16``, FP32 accumulate), read in place from TensorRT-LLM's CUTLASS layout
+(:mod:`trtllm_b12x.quantization.fragments`): a lane takes 8 code bytes of rows g and g + 8 per
+chunk, tokens are permuted along K to match; each code pair becomes a half2 with a mask, a
+multiply and a mask (13 integer ops per 4 pairs for BF16) and one multiply by the block scale
+(exact: E2M1 x E4M3 has at most 5 significant bits), the global scale is applied in the
+epilogue. The tier-specific part is the operand preparation (the ``# -- tier`` methods).
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ from cutlass.cute.nvgpu import cpasync
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, current_target, sm_count
-from ..quantization.bundle import nbytes
-from ..quantization.fragments import (CHUNK_K, K_ALIGN, M16N8K16_MAG_BIT, M16N8K16_SIGN_BIT, FragmentLayout,
-                                      pack_fragments, round_up)
+from ..quantization.bundle import SCALE_LAYOUTS, nbytes
+from ..quantization.fragments import CHUNK_K, MMAS, TILE_ROWS, round_up, scale_word
+from ..quantization.layouts import SF_TILE_ROWS
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
-from .intrinsics import CODE_SHIFT, EPILOGUE_SCALE, TOKEN_DTYPES, mma_m16n8k16, mul_half2, scale_pair
+from .intrinsics import CODE_SHIFT, EPILOGUE_SCALE, TOKEN_DTYPES, mma_m16n8k16, mul_half2, prmt, scale_pair
 
 log = logging.getLogger("trtllm_b12x")
 
@@ -74,54 +74,58 @@ def warp_append(hit, value, lane, dst, count):
     return count + Int32(cute.arch.popc(bits))
 
 
-def split_k(chunks: int, mma: str = "m16n8k16") -> tuple[int, int]:
-    """(warps sharing the K loop, chunks per scale load) for ``chunks`` 64-wide K chunks:
-    up to ``MAX_WARPS`` warps so each has about ``CHUNKS_PER_WARP`` chunks, then the widest
-    scale load. The block-scaled MMA's scale word spans two chunks: its warps take chunk pairs."""
-    step = K_ALIGN[mma] // CHUNK_K
+def split_k(chunks: int) -> tuple[int, int]:
+    """(warps sharing the K loop, chunks per warp) for ``chunks`` 64-wide K chunks: up to
+    ``MAX_WARPS`` warps so each has about ``CHUNKS_PER_WARP``, splitting evenly where that
+    leaves each warp at most twice that, else (a prime count such as 29) unevenly — every warp
+    but the last takes ``per`` chunks."""
 
     def score(w):
-        per = chunks // w
-        return (max(0, per - CHUNKS_PER_WARP), abs(per - CHUNKS_PER_WARP), -_group(per))
+        per = -(-chunks // w)
+        return max(0, per - CHUNKS_PER_WARP), abs(per - CHUNKS_PER_WARP), w
 
-    warps = min((w for w in range(1, MAX_WARPS + 1) if chunks % (w * step) == 0), key=score)
-    return warps, _group(chunks // warps)
+    warps = min((w for w in range(1, MAX_WARPS + 1) if chunks % w == 0), key=score)
+    if chunks // warps > 2 * CHUNKS_PER_WARP:
+        warps = min((w for w in range(1, MAX_WARPS + 1) if (w - 1) * -(-chunks // w) < chunks), key=score)
+    return warps, -(-chunks // warps)
+
+
+def copy_groups(per_warp: int) -> list[tuple[int, int]]:
+    """A warp's K slice split for its code copies: (first chunk, chunks) groups of 4, then 2, then 1."""
+    out, c = [], 0
+    for g in (4, 2, 1):
+        while per_warp - c >= g:
+            out.append((c, g))
+            c += g
+    return out
 
 
 def occupancy(warps: int, stage_bytes: int, fixed_bytes: int, smem_per_sm: int) -> tuple[int, int]:
     """(resident CTAs per SM, ring stages per CTA): about ``WARPS_PER_SM`` warps per SM, then
     as many stages as the SM's shared memory holds (up to ``MAX_STAGES``); fewer CTAs
-    rather than fewer than two stages, so every CTA overlaps its next item's loads. No stage
-    (0) when one item does not fit: then the weights are loaded from global memory as used."""
+    rather than fewer than two stages, so every CTA overlaps its next item's loads. 0 stages:
+    one item's weights do not fit the SM's shared memory (the warps read them from global memory)."""
     ctas = max(1, WARPS_PER_SM // warps)
     while True:
         stages = min(MAX_STAGES, (smem_per_sm // ctas - RESERVED_SMEM - fixed_bytes) // stage_bytes)
         if stages >= 2 or ctas == 1:
             break
         ctas -= 1
-    if stages < 1:  # one item's weights exceed the SM's shared memory: the warps read them from global
-        return max(1, WARPS_PER_SM // warps), 0
-    return ctas, stages
-
-
-def fragment_layout(rows: int, k: int, mma: str = "m16n8k16") -> FragmentLayout:
-    """The weight layout the kernel for a ``rows x k`` matrix reads (scale loads sized to its K split)."""
-    return FragmentLayout(rows, k, split_k(k // CHUNK_K, mma)[1], mma)
-
-
-def _group(per_warp: int) -> int:
-    return next(g for g in (8, 4, 2, 1) if per_warp % g == 0)
+    return ctas, max(0, stages)
 
 
 @dataclass(frozen=True)
 class GemvConfig:
-    """One grouped-GEMV phase of the decode kernel (all fields compile-time)."""
+    """One grouped-GEMV phase of the decode kernel (all fields compile-time). The weights are
+    read as TensorRT-LLM's CUTLASS method stores them (:class:`~trtllm_b12x.quantization.bundle.MoEWeights`):
+    ``rows`` rows of ``k`` E2M1 codes, row-major, and E4M3 block scales in ``scale_layout``."""
 
     phase: str
     dtype: str
-    k: int  # reduction length, a multiple of 64 (H for FC1, padded I for FC2)
-    rows: int  # weight rows per expert in the fragment layout (gated FC1: 2 * I_pad)
-    out_cols: int  # columns of the output row per pair (I_pad for FC1, H for FC2)
+    k: int  # reduction length as stored: H (FC1) or C (FC2), a multiple of 64
+    rows: int  # stored weight rows per expert: N1 (FC1) or H (FC2)
+    out_cols: int  # columns of the output row per pair: C (FC1, the intermediate's stride) or H (FC2)
+    intermediate: int  # I: FC1's units and gate rows; FC2's token columns at or beyond it are zero
     experts: int  # local experts
     expert_offset: int  # global id of local expert 0
     top_k: int
@@ -130,7 +134,8 @@ class GemvConfig:
     alpha: float = 1.0
     beta: float = 0.0
     limit: float | None = None
-    mma: str = "m16n8k16"  # the tier's MMA (fragment layout): m16n8k16 (SM90) | m16n8k64 (SM120)
+    mma: str = "m16n8k16"  # the tier's MMA: m16n8k16 (SM90) | m16n8k64 (SM120)
+    scale_layout: str = "swizzled"  # block scales: 128x4 "swizzled" or "linear" (W4A16 method)
     stages: int = 2  # work items whose weights are in flight per CTA (shared-memory ring)
     ctas_per_sm: int = 1  # resident CTAs per SM the grid and the register budget assume
     red_buffers: int = 2  # split-K sum buffers: 2 = one barrier per item, 1 = two (less shared memory)
@@ -140,17 +145,22 @@ class GemvConfig:
             raise ValueError(f"GemvConfig: phase/dtype/activation {self.phase}/{self.dtype}/{self.activation} unsupported")
         if (self.phase == "fc2") != (self.activation == "none"):
             raise ValueError("GemvConfig: FC1 takes swiglu or relu2, FC2 takes 'none'")
-        if self.k % K_ALIGN.get(self.mma, CHUNK_K):
-            raise ValueError(f"GemvConfig: k={self.k} must be a multiple of {K_ALIGN[self.mma]} for {self.mma}")
-        FragmentLayout(self.rows, self.k, self.group, self.mma)  # validates the shape
+        if self.mma not in MMAS or self.scale_layout not in SCALE_LAYOUTS:
+            raise ValueError(f"GemvConfig: mma={self.mma!r} / scale_layout={self.scale_layout!r}; "
+                             f"supported: {MMAS} / {SCALE_LAYOUTS}")
+        if self.k % CHUNK_K or self.k <= 0:
+            raise ValueError(f"GemvConfig: k={self.k} must be a positive multiple of {CHUNK_K}")
+        if self.rows % (TILE_ROWS * TILES_PER_UNIT) or self.intermediate % TILE_ROWS:
+            raise ValueError(f"GemvConfig: rows={self.rows} must be a multiple of {TILE_ROWS * TILES_PER_UNIT} "
+                             f"and intermediate={self.intermediate} of {TILE_ROWS}")
+        if TILE_ROWS * TILES_PER_UNIT * self.units > self.rows or self.k_valid > self.k:
+            raise ValueError(f"GemvConfig: {self.units} units of {self.rows} rows / I={self.intermediate} > k={self.k}")
         if not 0 < self.experts <= MAX_EXPERTS:
             raise ValueError(f"GemvConfig: {self.experts} local experts; supported: 1..{MAX_EXPERTS}")
         if not 0 < self.max_pairs < 1 << 15:
             raise ValueError(f"GemvConfig: max_pairs={self.max_pairs}; supported: 1..32767 (int16 pair indices)")
         if self.red_buffers not in (1, 2):
             raise ValueError(f"GemvConfig: red_buffers={self.red_buffers}; supported: 1, 2")
-        if self.rows % (16 * TILES_PER_UNIT):
-            raise ValueError(f"GemvConfig: rows={self.rows} must be a multiple of {16 * TILES_PER_UNIT}")
 
     @property
     def chunks(self) -> int:
@@ -158,29 +168,47 @@ class GemvConfig:
 
     @property
     def warps(self) -> int:
-        return split_k(self.chunks, self.mma)[0]
-
-    @property
-    def group(self) -> int:
-        return split_k(self.chunks, self.mma)[1]
-
-    @property
-    def layout(self) -> FragmentLayout:
-        return fragment_layout(self.rows, self.k, self.mma)
-
-    @property
-    def units(self) -> int:
-        return self.rows // (16 * TILES_PER_UNIT)
+        return split_k(self.chunks)[0]
 
     @property
     def per_warp(self) -> int:
-        return self.chunks // self.warps
+        return split_k(self.chunks)[1]
+
+    @property
+    def uneven(self) -> bool:
+        """Whether the last warp has fewer chunks than the others (its missing ones are skipped)."""
+        return self.warps * self.per_warp != self.chunks
+
+    @property
+    def units(self) -> int:
+        """Work items per entry: gated FC1 one per 16 intermediate columns (16 gate + 16 up rows),
+        ReLU^2 FC1 one per 32 (rows beyond I are TensorRT-LLM's zero rows), FC2 one per 32 rows."""
+        if self.activation == "swiglu":
+            return self.intermediate // TILE_ROWS
+        if self.phase == "fc1":
+            return -(-self.intermediate // (TILE_ROWS * TILES_PER_UNIT))
+        return self.rows // (TILE_ROWS * TILES_PER_UNIT)
+
+    @property
+    def k_valid(self) -> int:
+        """K columns of the token operand that hold data (FC2: the intermediate's I)."""
+        return self.intermediate if self.phase == "fc2" else self.k
+
+    @property
+    def code_words(self) -> int:
+        """int32 words of one expert's codes (``rows x k/2`` bytes, row-major)."""
+        return self.rows * self.k // 8
+
+    @property
+    def scale_words(self) -> int:
+        """int32 words of one expert's block scales: one per (row, chunk), rows padded to 128 when swizzled."""
+        return (round_up(self.rows, SF_TILE_ROWS) if self.scale_layout == "swizzled" else self.rows) * self.chunks
 
     @property
     def stage_bytes(self) -> int:
-        """One work item's weights in shared memory: per lane and chunk, 16 code bytes and 2
-        scale bytes per tile."""
-        return 32 * self.warps * self.per_warp * TILES_PER_UNIT * 18
+        """One work item's weights in shared memory: per chunk and 16-row tile, 512 code bytes
+        and one 4-byte scale word per row."""
+        return self.warps * self.per_warp * TILES_PER_UNIT * TILE_ROWS * (CHUNK_K // 2 + 4)
 
     @property
     def list_capacity(self) -> int:
@@ -229,15 +257,16 @@ class DecodeGemvSm90:
 
     # -- compile (tensor-free) ----------------------------------------------------------------
     def fake_arguments(self) -> tuple:
-        cfg, lay = self.cfg, self.cfg.layout
+        cfg = self.cfg
         p, r = cute.sym_int32(), cute.sym_int32()
         fc2 = cfg.phase == "fc2"
         return (
             make_fake_compact_tensor(Int32, (p,), assumed_align=4),  # expert id per pair
             make_fake_compact_tensor(Float32, (p,), assumed_align=4),  # router weight per pair
             self.token_tensor(r),  # FC1: the tokens; FC2: the intermediate per pair
-            make_fake_compact_tensor(Int32, (cfg.experts, lay.code_bytes // 4), stride_order=(1, 0), assumed_align=16),
-            make_fake_compact_tensor(Uint8, (cfg.experts, lay.scale_bytes), stride_order=(1, 0), assumed_align=16),
+            # the layer's codes and block scales as stored, int32 words per expert
+            make_fake_compact_tensor(Int32, (cfg.experts, cfg.code_words), stride_order=(1, 0), assumed_align=16),
+            make_fake_compact_tensor(Int32, (cfg.experts, cfg.scale_words), stride_order=(1, 0), assumed_align=4),
             make_fake_compact_tensor(Float32, (cfg.experts, EXPERT_SCALARS), stride_order=(1, 0), assumed_align=16),
             # FC1: the activated intermediate per pair; FC2: FP32 rows per pair
             make_fake_compact_tensor(Float32, (p, cfg.out_cols), stride_order=(1, 0), assumed_align=16) if fc2
@@ -276,7 +305,7 @@ class DecodeGemvSm90:
         sList = smem.allocate_tensor(Int32, cute.make_layout(cfg.list_capacity), 16)  # work entries, see list_entries
         sInfo = smem.allocate_tensor(Int32, cute.make_layout(8), 16)  # 0: pairs of the current expert, 3: entries
         sRed = smem.allocate_tensor(Float32, cute.make_layout((4 * TILES_PER_UNIT, 32, cfg.warps, cfg.red_buffers)), 16)
-        sA, sS, sSw = self.ring(smem) if cfg.stages > 0 else (None, None, None)
+        sA, sA4, sS = self.ring(smem) if cfg.stages > 0 else (None, None, None)
 
         cute.arch.griddepcontrol_launch_dependents()  # the next launch's prologue may start
         npairs = mIds.shape[0]
@@ -301,8 +330,8 @@ class DecodeGemvSm90:
         start = cta * items // ctas
         end = (cta + 1) * items // ctas
         for st in cutlass.range_constexpr(cfg.stages):  # the ring's first items: weights need no pair list
-            if start + st < end:
-                self.issue(mCodes, mScales, sSw, sA, sList, start + st, st, warp, lane)
+            if start + st < end and cfg.stages > 0:
+                self.issue(mCodes, mScales, sA4, sS, sList, start + st, st, warp, lane)
             cute.arch.cp_async_commit_group()
         if cutlass.const_expr(cfg.phase == "fc2"):
             cute.arch.griddepcontrol_wait()  # FC1's intermediate is complete and visible
@@ -344,27 +373,26 @@ class DecodeGemvSm90:
             if cutlass.const_expr(cfg.stages > 0):
                 cute.arch.cp_async_wait_group(cfg.stages - 1)  # this thread's copies of item `it` landed
                 cute.arch.sync_warp()  # ... and its warp's (a warp reads only the slice it copied)
-                w_args = (sA, sS)
-            acc = self.mainloop(mX, rScal[2], rTok if self.keeps_tokens else None, w_args, st, warp, lane, row)
+                w_args = (sA, sS, st)
+            acc = self.mainloop(mX, rScal[2], rTok if self.keeps_tokens else None, w_args, warp, lane, row)
             self.reduce_store(acc, (it - start) % cfg.red_buffers, warp, lane, sRed, rScal, rPair, rWt, mPart, unit,
                               base, n)
             if cutlass.const_expr(cfg.stages > 0):  # the stage was read before the reduction's barrier
                 if it + cfg.stages < end:
-                    self.issue(mCodes, mScales, sSw, sA, sList, it + cfg.stages, st, warp, lane)
+                    self.issue(mCodes, mScales, sA4, sS, sList, it + cfg.stages, st, warp, lane)
                 cute.arch.cp_async_commit_group()
 
     def ring(self, smem):
-        """The stages of weights in shared memory, per (stage, warp, chunk, tile) one 16-byte code
-        vector per lane (``sA``) and a ``2 G``-byte scale vector per lane and chunk group (``sS``;
-        ``sSw``: the same bytes as the 16-byte vectors cp.async writes)."""
+        """The stages of weights in shared memory (layout: :mod:`trtllm_b12x.quantization.fragments`).
+        ``sA``: per (stage, warp, chunk, tile) 16 rows of 32 code bytes, indexed (word, pair of
+        words, half, row); ``sA4`` the same bytes as the 16-byte vectors cp.async writes; ``sS``
+        per (stage, warp, chunk) the scale words ``[tile, g, rh]``."""
         cfg = self.cfg
-        grp = cfg.group
         shape = (TILES_PER_UNIT, cfg.per_warp, cfg.warps, cfg.stages)
-        sA = smem.allocate_tensor(Int32, cute.make_layout((4, 32, *shape)), 16)
-        sgroups = (TILES_PER_UNIT, cfg.per_warp // grp, cfg.warps, cfg.stages)
-        sS = smem.allocate_tensor(Uint8, cute.make_layout((2 * grp, 32, *sgroups)), 16)
-        sSw = cute.make_tensor(cute.recast_ptr(sS.iterator, dtype=Int32), cute.make_layout((4, 4 * grp, *sgroups)))
-        return sA, sS, sSw
+        sA = smem.allocate_tensor(Int32, cute.make_layout((2, 2, 2, TILE_ROWS, *shape)), 16)
+        sA4 = cute.make_tensor(sA.iterator, cute.make_layout((4, 2, TILE_ROWS, *shape)))
+        sS = smem.allocate_tensor(Int32, cute.make_layout((2, 8, *shape)), 16)
+        return sA, sA4, sS
 
     @cute.jit
     def list_entries(self, sCount, lane, sList, sInfo):
@@ -407,11 +435,11 @@ class DecodeGemvSm90:
             sInfo[0] = count
 
     @cute.jit
-    def tile_of(self, unit, j: int):
-        """Fragment-layout tile of the unit's j-th 16 rows."""
+    def tile_row(self, unit, j):
+        """First stored row of the unit's j-th 16-row tile (``j`` may be a kernel integer)."""
         if cutlass.const_expr(self.cfg.activation == "swiglu"):
-            return unit + j * (self.cfg.rows // 32)  # gate tile, then the matching up tile
-        return unit * TILES_PER_UNIT + j
+            return TILE_ROWS * unit + (1 - j) * self.cfg.intermediate  # gate (w1) tile, then the up (w3) tile
+        return TILE_ROWS * (TILES_PER_UNIT * unit + j)
 
     @cute.jit
     def token_row(self, q):
@@ -420,27 +448,43 @@ class DecodeGemvSm90:
         return q
 
     @cute.jit
-    def issue(self, mCodes, mScales, sSw, sA, sList, it, st, warp, lane):
-        """Start the cp.async copies of item ``it``'s weights (this warp's K slice) into stage ``st``."""
+    def issue(self, mCodes, mScales, sA4, sS, sList, it, st, warp, lane):
+        """Start the cp.async copies of item ``it``'s weights (this warp's K slice) into stage
+        ``st``: 16-byte code vectors (a row's half chunk each), and per chunk one scale word per
+        lane (tile ``lane // 16``, row ``lane % 16``)."""
         cfg = self.cfg
-        grp = cfg.group
         slot = it // cfg.units
         unit = it - slot * cfg.units
         local = sList[slot] & ENTRY_EXPERT
-        atom = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL), Int32,
-                                   num_bits_per_copy=128)
+        vec = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL), Int32,
+                                  num_bits_per_copy=128)
+        word = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.ALWAYS), Int32,
+                                   num_bits_per_copy=32)
         gA = cute.zipped_divide(mCodes, (1, 4))
-        gS = cute.zipped_divide(cute.recast_tensor(mScales, Int32), (1, 4))
-        for i in cutlass.range_constexpr(cfg.per_warp):
+        sj, sm = lane // TILE_ROWS, lane % TILE_ROWS
+        srow = self.tile_row(unit, sj) + sm
+        sS1 = cute.make_tensor(sS.iterator, cute.make_layout((1, 2, 8, TILES_PER_UNIT, cfg.per_warp, cfg.warps,
+                                                              cfg.stages)))
+        # codes: per group of G chunks, G copies per tile, each 16 / G rows x G chunks: whole 128-byte
+        # lines of global memory, and each 8 lanes one chunk's 4 rows (conflict-free shared stores)
+        for c0, grp in copy_groups(cfg.per_warp):
+            rows = TILE_ROWS // grp
+            i = c0 + lane // (2 * rows)
             c = warp * cfg.per_warp + i
-            for j in cutlass.range_constexpr(TILES_PER_UNIT):
-                tile = self.tile_of(unit, j)
-                cute.copy(atom, _vec(gA[(None, (local, (tile * cfg.chunks + c) * 32 + lane))]),
-                          _vec(sA[None, lane, j, i, warp, st]))
-                if cutlass.const_expr(i % grp == 0):  # the warp's 32 scale vectors: 64 G contiguous bytes
-                    if lane < 4 * grp:
-                        cute.copy(atom, _vec(gS[(None, (local, (tile * (cfg.chunks // grp) + c // grp) * 4 * grp + lane))]),
-                                  _vec(sSw[None, lane, j, i // grp, warp, st]))
+            h = lane % 2
+            for n in cutlass.range_constexpr(grp):
+                r = n * rows + (lane % (2 * rows)) // 2
+                if not cfg.uneven or c < cfg.chunks:
+                    for j in cutlass.range_constexpr(TILES_PER_UNIT):
+                        v = (self.tile_row(unit, j) + r) * (cfg.k // 32) + 2 * c + h
+                        cute.copy(vec, _vec(gA[(None, (local, v))]),
+                                  _vec(sA4[None, h ^ ((r >> 2) & 1), r, j, i, warp, st]))
+        for i in cutlass.range_constexpr(cfg.per_warp):  # scales: one word per lane and chunk
+            c = warp * cfg.per_warp + i
+            if not cfg.uneven or c < cfg.chunks:
+                src = mScales.iterator + mScales.layout((local, scale_word(srow, c, cfg.chunks, cfg.scale_layout)))
+                cute.copy(word, cute.make_tensor(src, cute.make_layout(1)),
+                          cute.make_tensor(sS1[None, sm // 8, sm % 8, sj, i, warp, st].iterator, cute.make_layout(1)))
 
     @property
     def token_words(self) -> int:
@@ -456,51 +500,37 @@ class DecodeGemvSm90:
     @cute.jit
     def load_tokens(self, rTok, mX, xg, warp, lane, row):
         """The entry's token operands of this warp's K slice, kept while the entry is."""
-        for i in cutlass.range_constexpr(self.cfg.per_warp):
-            tok = self.token_operand(mX, xg, row, warp * self.cfg.per_warp + i, lane)
+        cfg = self.cfg
+        for i in cutlass.range_constexpr(cfg.per_warp):
+            c = warp * cfg.per_warp + i
+            if cutlass.const_expr(cfg.uneven):  # the last warp's missing chunks: loaded, never used
+                c = cutlass.min(c, cfg.chunks - 1)
+            tok = self.token_operand(mX, xg, row, c, lane)
             for w in cutlass.range_constexpr(self.token_words):
                 rTok[i * self.token_words + w] = Uint32(tok[w])
 
     @cute.jit
-    def weights_of(self, w_args, j, i, warp, lane, st):
-        """(scale vector, code vector) of the lane for tile ``j`` and its ``i``-th chunk: from
-        the ring stage, or from global memory (no ring)."""
+    def mainloop(self, mX, xg, rTok, w_args, warp, lane, row):
+        """This warp's K slice of the item's two 16-row tiles (weights from a ring stage, or from
+        global memory without a ring) times up to 8 pairs (tokens from ``rTok``, or loaded now
+        when the slice is too long to keep them)."""
         cfg = self.cfg
-        grp = cfg.group
-        if cutlass.const_expr(cfg.stages == 0):
-            mCodes, mScales, local, unit = w_args
-            tile = self.tile_of(unit, j)
-            c = warp * cfg.per_warp + i
-            gS = cute.zipped_divide(mScales, (1, 2 * grp))
-            return (gS[(None, (local, (tile * (cfg.chunks // grp) + c // grp) * 32 + lane))],
-                    cute.zipped_divide(mCodes, (1, 4))[(None, (local, (tile * cfg.chunks + c) * 32 + lane))])
-        sA, sS = w_args
-        return sS[None, lane, j, i // grp, warp, st], sA[None, lane, j, i, warp, st]
-
-    @cute.jit
-    def mainloop(self, mX, xg, rTok, w_args, st, warp, lane, row):
-        """This warp's K slice of the item's two 16-row tiles (weights from stage ``st``) times up
-        to 8 pairs (tokens from ``rTok``, or loaded now when the slice is too long to keep them)."""
-        cfg = self.cfg
-        grp = cfg.group
         acc = cute.make_rmem_tensor(cute.make_layout(4 * TILES_PER_UNIT), Float32)
         for i in cutlass.range_constexpr(4 * TILES_PER_UNIT):
             acc[i] = Float32(0.0)
-        rS = [None] * TILES_PER_UNIT
         for i in cutlass.range_constexpr(cfg.per_warp):
-            if cutlass.const_expr(rTok is None):
-                fresh = self.token_operand(mX, xg, row, warp * cfg.per_warp + i, lane)
-                tok = [Uint32(fresh[w]) for w in range(self.token_words)]
-            else:
-                tok = [rTok[i * self.token_words + w] for w in range(self.token_words)]
-            for j in cutlass.range_constexpr(TILES_PER_UNIT):
-                src_s, src_a = self.weights_of(w_args, j, i, warp, lane, st)
-                if cutlass.const_expr(i % grp == 0):
-                    rS[j] = cute.make_rmem_tensor_like(src_s)
-                    cute.autovec_copy(src_s, rS[j])
-                rA = cute.make_rmem_tensor_like(src_a)
-                cute.autovec_copy(src_a, rA)
-                self.tile_mma(acc, j, rA, rS[j], i % grp, tok)
+            if not cfg.uneven or warp * cfg.per_warp + i < cfg.chunks:
+                if cutlass.const_expr(rTok is None):
+                    fresh = self.token_operand(mX, xg, row, warp * cfg.per_warp + i, lane)
+                    tok = [Uint32(fresh[w]) for w in range(self.token_words)]
+                else:
+                    tok = [rTok[i * self.token_words + w] for w in range(self.token_words)]
+                for j in cutlass.range_constexpr(TILES_PER_UNIT):
+                    if cutlass.const_expr(cfg.stages > 0):
+                        rA, rS = self.fragment(*w_args, j, i, warp, lane)
+                    else:
+                        rA, rS = self.fragment_global(*w_args, j, warp * cfg.per_warp + i, lane)
+                    self.tile_mma(acc, j, rA, rS, tok, lane)
         return acc
 
     # -- tier: operands and MMA ----------------------------------------------------------------
@@ -521,42 +551,84 @@ class DecodeGemvSm90:
 
     @cute.jit
     def token_operand(self, mX, xg, row, c, lane):
-        """The lane's 16 tokens of chunk ``c`` (K ``[16 t, 16 t + 16)``), 8 words: B of 4 k16 steps."""
-        src = cute.zipped_divide(mX, (1, 8))[(None, (row, 4 * c + lane % 4))]
+        """The lane's 16 tokens of chunk ``c`` (K ``[16 t, 16 t + 16)``) as the B words of the 4
+        k16 steps, in the weights' K order (``M16N8K16_STEP_K``: halves of words ``i``, ``i + 2``);
+        zero where K is at or beyond ``k_valid`` (FC2: TensorRT-LLM's padding columns)."""
+        t = lane % 4
+        src = cute.zipped_divide(mX, (1, 8))[(None, (row, 4 * c + t))]
         rX = cute.make_rmem_tensor_like(src)
         cute.autovec_copy(src, rX)
-        return rX
+        x = cute.recast_tensor(rX, Uint32)
+        words = []
+        for s in cutlass.range_constexpr(4):
+            i = 4 * (s // 2) + s % 2
+            for sel in (0x5410, 0x7632):  # low halves of words i, i + 2; then their high halves
+                words.append(prmt(Uint32(x[i]), Uint32(x[i + 2]), Uint32(sel)))
+        if cutlass.const_expr(self.cfg.k_valid < self.cfg.k):
+            live = CHUNK_K * c + 16 * t < self.cfg.k_valid
+            words = [cutlass.select_(live, w, Uint32(0)) for w in words]
+        return words
 
     @cute.jit
-    def tile_mma(self, acc, j, rA, rS, ci, tok):
-        """Tile ``j`` x one K chunk: dequantize the lane's 16 code bytes, 4 MMAs m16n8k16."""
-        scales = self.scales(Uint32(rS[2 * ci]) | (Uint32(rS[2 * ci + 1]) << Uint32(8)))
+    def fragment_global(self, mCodes, mScales, local, unit, j, c, lane):
+        """:meth:`fragment`'s registers read from global memory (no ring)."""
+        cfg = self.cfg
+        g, t = lane // 4, lane % 4
+        gA = cute.zipped_divide(mCodes, (1, 2))
+        words, scales = [], []
+        for rh in cutlass.range_constexpr(2):
+            row = self.tile_row(unit, j) + g + 8 * rh
+            src = gA[(None, (local, row * (cfg.k // 16) + 4 * c + t))]
+            r = cute.make_rmem_tensor_like(src)
+            cute.autovec_copy(src, r)
+            words += [Uint32(r[0]), Uint32(r[1])]
+            scales.append(Uint32(mScales[local, scale_word(row, c, cfg.chunks, cfg.scale_layout)]))
+        return words, scales
+
+    @cute.jit
+    def fragment(self, sA, sS, st, j, i, warp, lane):
+        """The lane's code words of tile ``j`` and its ``i``-th chunk — bytes ``[8 t, 8 t + 8)`` of
+        rows ``g`` and ``g + 8`` — and the two rows' scale words, from ring stage ``st``."""
+        g, t = lane // 4, lane % 4
+        half = (t // 2) ^ ((g >> 2) & 1)
+        words = []
+        for rh in cutlass.range_constexpr(2):
+            src = sA[None, t % 2, half, g + 8 * rh, j, i, warp, st]
+            r = cute.make_rmem_tensor_like(src)
+            cute.autovec_copy(src, r)
+            words += [Uint32(r[0]), Uint32(r[1])]
+        src = sS[None, g, j, i, warp, st]
+        rs = cute.make_rmem_tensor_like(src)
+        cute.autovec_copy(src, rs)
+        return words, [Uint32(rs[0]), Uint32(rs[1])]
+
+    @cute.jit
+    def tile_mma(self, acc, j, rA, rS, tok, lane):
+        """Tile ``j`` x one K chunk: the lane's scales are byte ``t`` of its rows' words; each code
+        word gives the BF16/FP16 pairs of two k16 steps (itself, then shifted by 8 bits); 4 MMAs."""
+        t = Uint32(lane % 4)
+        scales = scale_pair(prmt(rS[0], rS[1], t | ((t + Uint32(4)) << Uint32(4))), self.cfg.dtype)
+        hi = [w >> Uint32(8) for w in rA]
         for s in cutlass.range_constexpr(4):
-            a = self.operands(Uint32(rA[s]), scales)
-            c4 = mma_m16n8k16(a, [Uint32(tok[2 * s]), Uint32(tok[2 * s + 1])], [acc[4 * j + v] for v in range(4)],
-                              self.cfg.dtype)
+            src = rA if s % 2 == 0 else hi
+            wg, wg8 = src[s // 2], src[2 + s // 2]
+            a = [self.dequant(wg, 0), self.dequant(wg8, 0), self.dequant(wg, 1), self.dequant(wg8, 1)]
+            a = [mul_half2(a[r], scales[r % 2], self.cfg.dtype) for r in range(4)]
+            c4 = mma_m16n8k16(a, [tok[2 * s], tok[2 * s + 1]], [acc[4 * j + v] for v in range(4)], self.cfg.dtype)
             for v in cutlass.range_constexpr(4):
                 acc[4 * j + v] = c4[v]
 
     @cute.jit
-    def scales(self, sf2):
-        return scale_pair(sf2, self.cfg.dtype)
-
-    @cute.jit
-    def operands(self, word, scales) -> list:
-        """One code word (8 E2M1) -> the 4 A registers: each element's magnitude and sign
-        shifted into a half's exponent/mantissa and sign bits (word bit order: fragments)."""
+    def dequant(self, w, p: int):
+        """Nibbles ``p`` and ``p + 4`` of ``w`` (``p`` = 0, 1) -> a half2 of the codes (E2M1 bits in
+        the half's exponent/mantissa, sign at bit 15; see the intrinsics' operand pre-scale)."""
         sh = CODE_SHIFT[self.cfg.dtype]
-        mag_mask, sign_mask = (0x7 << sh) | (0x7 << (sh + 16)), 0x80008000
-        regs = []
-        for r in cutlass.range_constexpr(4):
-            d_mag, d_sign = sh - M16N8K16_MAG_BIT[r], 15 - M16N8K16_SIGN_BIT[r]
-            if cutlass.const_expr(d_mag == d_sign):  # one shift serves both
-                bits = _shifted(word, d_mag) & Uint32(mag_mask | sign_mask)
-            else:
-                bits = (_shifted(word, d_mag) & Uint32(mag_mask)) | (_shifted(word, d_sign) & Uint32(sign_mask))
-            regs.append(mul_half2(bits, scales[r % 2], self.cfg.dtype))
-        return regs
+        mag, sign = sh - 4 * p, 12 - 4 * p  # left shifts of the nibble's magnitude and sign
+        if cutlass.const_expr(sign - mag >= 4):  # the two copies do not overlap: one multiply
+            x = w & Uint32(0x000F000F << (4 * p))
+            return (x * Uint32((1 << mag) + (1 << sign))) & Uint32(((0x7 << sh) | 0x8000) * 0x10001)
+        m = (w & Uint32(0x00070007 << (4 * p))) << Uint32(mag)
+        return (w & Uint32(0x00080008 << (4 * p))) * Uint32(1 << sign) + m
 
     # -- reduction over the K split and epilogue ----------------------------------------------
     def epilogue_parts(self) -> list:
@@ -732,36 +804,21 @@ def _vec(t):
     return cute.make_tensor(t.iterator, cute.make_layout(4))
 
 
-MAX_PAD_STEPS = 4  # extra K_ALIGN steps I_pad may add so FC2's K splits over several warps
-
-
-def padded_intermediate(intermediate: int, mma: str) -> int:
-    """``I_pad``: the intermediate size padded to the MMA layout's K alignment (FC2's K) and, where
-    that chunk count splits badly over warps (a prime such as nemotron-3-nano's 29: one warp
-    doing all 29 chunks of every item), up to a few alignment steps further, to the first count
-    that leaves each warp at most ``2 * CHUNKS_PER_WARP`` chunks (zero rows and columns cost
-    their bytes, e.g. 1856 -> 1920: +3.4 %, and buy a 6-warp K split)."""
-    step = K_ALIGN[mma]
-    base = round_up(intermediate, step)
-    for cand in range(base, base + MAX_PAD_STEPS * step + 1, step):
-        warps, _ = split_k(cand // CHUNK_K, mma)
-        if cand // CHUNK_K // warps <= 2 * CHUNKS_PER_WARP:
-            return cand
-    return base
-
-
 def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_k: int, dtype: str,
-                  target: Target, expert_offset: int = 0, *, mma: str) -> tuple[GemvConfig, GemvConfig]:
-    """The (FC1, FC2) kernel configs of a layer on ``target`` for a tier's ``mma``: FC1 halves
-    and FC2's K padded to ``I_pad``; CTAs per SM and ring stages sized to the SM's shared
-    memory. (:func:`trtllm_b12x.kernels.decode.phase_configs` picks ``mma`` from the target.)"""
-    i_pad = padded_intermediate(intermediate, mma)
-    common = dict(dtype=dtype, experts=experts, expert_offset=expert_offset, top_k=top_k,
-                  max_pairs=TOKENS_BOUND * top_k, mma=mma)
-    fc1 = GemvConfig("fc1", k=hidden, rows=(2 if activation.gated else 1) * i_pad, out_cols=i_pad,
-                     activation=activation.kind, alpha=activation.alpha, beta=activation.beta, limit=activation.limit,
-                     **common)
-    fc2 = GemvConfig("fc2", k=i_pad, rows=hidden, out_cols=hidden, **common)
+                  target: Target, expert_offset: int = 0, *, mma: str,
+                  scale_layout: str = "swizzled") -> tuple[GemvConfig, GemvConfig]:
+    """The (FC1, FC2) kernel configs of a layer on ``target`` for a tier's ``mma``, over the
+    stored shape (``N1 = pad128(g I)`` FC1 rows, ``C = N1 / g`` FC2 columns); CTAs per SM and
+    ring stages sized to the SM's shared memory (none where one item's weights exceed it: then
+    the warps read them from global memory as used). (:func:`trtllm_b12x.kernels.decode.phase_configs`
+    picks ``mma`` from the target.)"""
+    n1 = round_up((2 if activation.gated else 1) * intermediate, SF_TILE_ROWS)
+    cols = n1 // (2 if activation.gated else 1)
+    common = dict(dtype=dtype, intermediate=intermediate, experts=experts, expert_offset=expert_offset, top_k=top_k,
+                  max_pairs=TOKENS_BOUND * top_k, mma=mma, scale_layout=scale_layout)
+    fc1 = GemvConfig("fc1", k=hidden, rows=n1, out_cols=cols, activation=activation.kind, alpha=activation.alpha,
+                     beta=activation.beta, limit=activation.limit, **common)
+    fc2 = GemvConfig("fc2", k=cols, rows=hidden, out_cols=hidden, **common)
 
     def sized(cfg):
         best = None
@@ -776,28 +833,23 @@ def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_
 
 
 # -- host side ---------------------------------------------------------------------------------
-def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
-    u = t.view(torch.uint8)
-    return torch.nn.functional.pad(u, (0, 0, 0, rows - u.shape[1]))
-
-
-def _pack(get, experts: int, layout: FragmentLayout, experts_per_step: int = 16):
-    """Fragment-layout codes (as int32 words) and scales, packed a few experts at a time from
-    ``get(slice) -> (data, linear scales)`` (the unpacked intermediate is 2 bytes per weight)."""
-    parts = [pack_fragments(*get(slice(i, i + experts_per_step)), layout) for i in range(0, experts, experts_per_step)]
-    return torch.cat([c for c, _ in parts]).view(torch.int32), torch.cat([s for _, s in parts])
+def _words(t: torch.Tensor, experts: int, name: str) -> torch.Tensor:
+    """A stored weight tensor as int32 words per expert: a view (no copy) or a clear error."""
+    try:
+        return t.view(torch.uint8).view(experts, -1).view(torch.int32)
+    except RuntimeError as err:
+        raise ValueError(f"fused decode: MoEWeights.{name} (shape {tuple(t.shape)}, strides {t.stride()}) must be "
+                         f"contiguous and 4-byte aligned to be read in place: {err}") from None
 
 
 class FusedDecode:
     """The decode kernel bound to one runner's weights: ``fn(x, ids, weights, out)``.
 
-    Weights are repacked once, a few experts at a time, from the bundle (TensorRT-LLM's CUTLASS
-    layout) into the tier's fragment layout (FC1 halves padded to ``I_pad``,
-    a multiple of ``K_ALIGN``, with zero rows: the padded intermediate columns are exactly 0,
-    so FC2 can run its K loop over ``I_pad``). Kernels compile (or load from the cache) on
-    first use per (dtype, top_k); the workspace is allocated once per (dtype, top_k) for the
-    largest decode batch, so its address is stable under CUDA-graph capture. Tier variants
-    override the ``# -- tier`` members.
+    The kernels read the bundle's tensors (TensorRT-LLM's CUTLASS layout) in place: this object
+    holds views of them, the per-expert scalars and the workspaces. Kernels compile (or load
+    from the cache) on first use per (dtype, top_k); the workspace is allocated once per
+    (dtype, top_k) for the largest decode batch, so its address is stable under CUDA-graph
+    capture. Tier variants override the ``# -- tier`` members.
     """
 
     tier = "sm90"
@@ -806,39 +858,35 @@ class FusedDecode:
 
     def __init__(self, runner, *, cache: KernelCache | None = None, target: Target | None = None):
         w, par, act = runner.weights, runner.parallel, runner.activation
-        if (why := self.shape_reason(w)) is not None:
+        self.target = target or current_target(w.device)
+        if (why := self.shape_reason(w, act, self.target)) is not None:
             raise ValueError(f"fused decode: {why}")
         self.weights, self.parallel, self.activation = w, par, act
-        self.target = target or current_target(w.device)
         self.cache = cache or default_cache()
         self.tvm_ffi = have_tvm_ffi()
-        mma = self.kernel_cls.mma
-        self.i_pad = padded_intermediate(w.intermediate_size, mma)
-        h, halves = w.hidden_size, len(w.fc1_projections)
-
-        def fc1(sel):  # gate-first halves, each padded to I_pad rows
-            parts = [w.fc1_half(p, sel) for p in w.fc1_projections]
-            data = torch.cat([_pad_rows(d, self.i_pad) for d, _ in parts], 1)
-            return data, torch.cat([_pad_rows(sf, self.i_pad) for _, sf in parts], 1).view(torch.float8_e4m3fn)
-
-        self._fc1_rows = halves * self.i_pad
-        self.fc1_layout = fragment_layout(self._fc1_rows, h, mma)
-        self.fc2_layout = fragment_layout(h, self.i_pad, mma)
-        self.fc1 = _pack(fc1, w.num_experts, self.fc1_layout)
-        self.fc2 = _pack(w.fc2, w.num_experts, self.fc2_layout)
+        e = w.num_experts
+        self.cols = w.fc2_cols  # C: the intermediate's stored width (FC2's K)
+        self.fc1 = (_words(w.w13, e, "w13"), _words(w.w13_scale, e, "w13_scale"))
+        self.fc2 = (_words(w.w2, e, "w2"), _words(w.w2_scale, e, "w2_scale"))
         self.fc1_scalars, self.fc2_scalars = self.expert_scalars(w)
         self._bound: dict = {}
         self._sms: int | None = None
 
     # -- tier ----------------------------------------------------------------------------------
     @classmethod
-    def shape_reason(cls, w) -> str | None:
-        """Why this tier cannot take these weights, or None."""
-        align = K_ALIGN[cls.kernel_cls.mma]
-        if w.hidden_size % align:
-            return f"hidden size {w.hidden_size} is not a multiple of {align} (tier {cls.tier})"
+    def shape_reason(cls, w, activation, target: Target) -> str | None:
+        """Why this tier cannot take these weights on ``target``, or None."""
+        if w.hidden_size % CHUNK_K:
+            return f"hidden size {w.hidden_size} is not a multiple of {CHUNK_K} (tier {cls.tier})"
         if w.num_experts > MAX_EXPERTS:
             return f"{w.num_experts} local experts; supported: up to {MAX_EXPERTS}"
+        if activation.gated != w.gated:
+            return f"activation {activation.kind} does not match the weights ({'gated' if w.gated else 'ReLU^2'} FC1)"
+        try:
+            phase_configs(w.hidden_size, w.intermediate_size, w.num_experts, activation, 1, "bfloat16", target,
+                          mma=cls.kernel_cls.mma, scale_layout=w.scale_layout)
+        except ValueError as err:
+            return str(err)
         return None
 
     @staticmethod
@@ -850,17 +898,16 @@ class FusedDecode:
                 torch.stack([w.w2_global, w.w2_global, one, one], 1).contiguous())
 
     def intermediate_bytes(self, pairs: int, dtype: torch.dtype) -> int:
-        return pairs * self.i_pad * dtype.itemsize
+        return pairs * self.cols * dtype.itemsize
 
     def held_bytes(self) -> dict[str, int]:
-        """Device bytes this object holds beyond the runner's bundle: the fragment-layout copy of
-        the weights (until the kernels read the bundle's layout in place), the per-expert
-        scalars and the workspaces allocated so far (one per dtype and top-k)."""
-        return {"weights": nbytes(*self.fc1, *self.fc2), "scalars": nbytes(self.fc1_scalars, self.fc2_scalars),
+        """Device bytes this object holds of its own (the weights are the bundle's, read in
+        place): the per-expert scalars and the workspaces allocated so far (one per dtype and top-k)."""
+        return {"scalars": nbytes(self.fc1_scalars, self.fc2_scalars),
                 "workspace": nbytes(*(b[2] for b in self._bound.values()))}
 
     def intermediate_view(self, buf: torch.Tensor, pairs: int, dtype: torch.dtype) -> torch.Tensor:
-        return buf.view(dtype)[: pairs * self.i_pad].view(pairs, self.i_pad)
+        return buf.view(dtype)[: pairs * self.cols].view(pairs, self.cols)
 
     def kernel_tokens(self, x: torch.Tensor, inter: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The token operands of FC1 and FC2 as the kernels take them."""
@@ -870,7 +917,8 @@ class FusedDecode:
     def configs(self, dtype: str, top_k: int) -> tuple[GemvConfig, GemvConfig]:
         w = self.weights
         return phase_configs(w.hidden_size, w.intermediate_size, w.num_experts, self.activation, top_k, dtype,
-                             self.target, self.parallel.expert_offset, mma=self.kernel_cls.mma)
+                             self.target, self.parallel.expert_offset, mma=self.kernel_cls.mma,
+                             scale_layout=w.scale_layout)
 
     def compile_all(self, dtype: str, top_k: int) -> list:
         """Compile (or load) both phases for (dtype, top_k) and allocate their workspace, so a

@@ -5,9 +5,9 @@ grid, expert list, pair gathering, the cp.async weight ring, K split over warps,
 reduction, the slot sum, the workspace and the launches. This variant replaces:
 
 * the MMA: ``mma.sync.m16n8k64 kind::mxf4nvf4.block_scale.scale_vec::4X`` with UE4M3 scales,
-  one per chunk and tile instead of four m16n8k16; the weight codes go in as loaded (the
-  ``m16n8k64`` fragment layout of :mod:`trtllm_b12x.quantization.fragments`) with their
-  scale word, chunk parity choosing the scale lanes (``thread-id-a``);
+  one per chunk and tile instead of four m16n8k16; the weight codes go in as stored (four
+  32-bit words of the ring's rows) with the row's 128x4 scale word as loaded (see
+  :mod:`trtllm_b12x.quantization.fragments`);
 * FC1's token operand: each pair's tokens are quantized to NVFP4 in registers with the
   expert's FC1 input global ``g1`` — lane ``t`` holds 8 elements of two blocks, the other 8
   are in lane ``t ^ 1`` (one shuffle for the block amax), and lanes ``t``, ``t ^ 2`` hold the
@@ -15,10 +15,12 @@ reduction, the slot sum, the workspace and the launches. This variant replaces:
 * FC1's output: the epilogue requantizes each 16-column block of the activated intermediate
   with the expert's FC2 input global ``g2`` from the FP32 accumulators (no BF16 rounding in
   between; the block's 16 values sit in the 8 lanes of one quad column, three shuffles) and
-  writes one NVFP4 record per pair, ``[I_pad/2 code bytes | I_pad/16 scale bytes]``. The
-  intermediate of one pair is produced by ``I_pad/16`` CTAs and read whole by every FC2
-  CTA, so it passes through global memory (L2) — in NVFP4, 9/32 of the BF16 bytes;
-* FC2's token operand: that record, as loaded.
+  writes one NVFP4 record per pair, ``[C/2 code bytes | C/16 scale bytes]`` (``C``: FC2's
+  stored K; rows 16-byte aligned). The intermediate of one pair is produced by ``I/16`` CTAs
+  and read whole by every FC2 CTA, so it passes through global memory (L2) — in NVFP4, 9/32
+  of the BF16 bytes;
+* FC2's token operand: that record, as loaded, its scales zeroed for blocks at or beyond I
+  (never written: TensorRT-LLM's zero columns of W2 meet whatever the workspace holds).
 
 Global scales: the MMA sees block-scaled codes only; ``alpha1 = w13_global * g1`` and
 ``alpha2 = w2_global * g2`` multiply the FP32 accumulators in the epilogues (host-folded
@@ -37,6 +39,7 @@ import torch
 from cutlass import Float32, Uint8, Uint32
 from cutlass.cute.runtime import make_fake_compact_tensor
 
+from ..quantization.fragments import round_up, scale_word
 from ..quantization.nvfp4 import record_bytes
 from .intrinsics import (TOKEN_DTYPES, abs_max, butterfly, f32x2_to_e2m1x2, f32x8_to_e2m1x8, mma_m16n8k64_nvf4,
                          nvfp4_block_scale)
@@ -51,6 +54,11 @@ SELF_CHECK_BOUND = 5e-2
 QUAD_COLUMN = (4, 8, 16)  # lane masks joining the 8 lanes 4 g + t of one t
 
 
+def record_stride(k: int) -> int:
+    """Bytes per pair of the NVFP4 intermediate: its record, padded so rows stay 16-byte aligned."""
+    return round_up(record_bytes(k), 16)
+
+
 class DecodeGemvSm120(DecodeGemvSm90):
     """The decode phases with NVFP4 operands on both sides (sm_120a / sm_121a)."""
 
@@ -63,11 +71,11 @@ class DecodeGemvSm120(DecodeGemvSm90):
         if cfg.phase == "fc1":
             return make_fake_compact_tensor(TOKEN_DTYPES[cfg.dtype][0], (rows, cfg.k), stride_order=(1, 0),
                                             assumed_align=16)
-        return make_fake_compact_tensor(Uint8, (rows, record_bytes(cfg.k)), stride_order=(1, 0), assumed_align=8)
+        return make_fake_compact_tensor(Uint8, (rows, record_stride(cfg.k)), stride_order=(1, 0), assumed_align=16)
 
     def intermediate_tensor(self, pairs):
-        return make_fake_compact_tensor(Uint8, (pairs, record_bytes(self.cfg.out_cols)), stride_order=(1, 0),
-                                        assumed_align=8)
+        return make_fake_compact_tensor(Uint8, (pairs, record_stride(self.cfg.out_cols)), stride_order=(1, 0),
+                                        assumed_align=16)
 
     @staticmethod
     def operand_scale(dtype: str) -> float:
@@ -90,6 +98,12 @@ class DecodeGemvSm120(DecodeGemvSm90):
             r = cute.make_rmem_tensor_like(src)
             cute.autovec_copy(src, r)
             words.append(Uint32(r[0]))
+        if cutlass.const_expr(self.cfg.k_valid < self.cfg.k):  # blocks 4 c + b at or beyond I: scale 0
+            live = cutlass.max(cutlass.min(self.cfg.k_valid // 16 - 4 * c, 4), 0)
+            keep = Uint32(0xFFFFFFFF)
+            if live < 4:
+                keep = (Uint32(1) << Uint32(8 * live)) - Uint32(1)
+            words[2] = words[2] & keep
         return words
 
     @cute.jit
@@ -114,13 +128,27 @@ class DecodeGemvSm120(DecodeGemvSm90):
         return [regs[0], regs[1], butterfly(sf, (2,), operator.or_)]  # lanes t, t ^ 2 hold the other two blocks
 
     @cute.jit
-    def tile_mma(self, acc, j, rA, rS, ci, tok):
-        """Tile ``j`` x one K chunk: one block-scaled MMA; the scale word serves a chunk pair."""
-        p = 4 * (ci // 2)
-        sfa = (Uint32(rS[p]) | (Uint32(rS[p + 1]) << Uint32(8)) | (Uint32(rS[p + 2]) << Uint32(16))
-               | (Uint32(rS[p + 3]) << Uint32(24)))
-        c4 = mma_m16n8k64_nvf4([Uint32(rA[r]) for r in range(4)], [tok[0], tok[1]],
-                               [acc[4 * j + v] for v in range(4)], sfa, tok[2], ci % 2, 0)
+    def fragment_global(self, mCodes, mScales, local, unit, j, c, lane):
+        cfg = self.cfg
+        g, t = lane // 4, lane % 4
+        rows = [self.tile_row(unit, j) + g + 8 * rh for rh in range(2)]
+        words = [Uint32(mCodes[local, rows[r % 2] * (cfg.k // 8) + 8 * c + 4 * (r // 2) + t]) for r in range(4)]
+        srow = self.tile_row(unit, j) + g + 8 * (t % 2)
+        return words, Uint32(mScales[local, scale_word(srow, c, cfg.chunks, cfg.scale_layout)])
+
+    @cute.jit
+    def fragment(self, sA, sS, st, j, i, warp, lane):
+        """A registers: word ``t`` of half ``r // 2`` of row ``g + 8 (r % 2)``; the scale word of
+        row ``g + 8 (t % 2)`` (the lanes ``thread-id-a = 0`` reads)."""
+        g, t = lane // 4, lane % 4
+        sw = (g >> 2) & 1
+        words = [Uint32(sA[t % 2, t // 2, (r // 2) ^ sw, g + 8 * (r % 2), j, i, warp, st]) for r in range(4)]
+        return words, Uint32(sS[t % 2, g, j, i, warp, st])
+
+    @cute.jit
+    def tile_mma(self, acc, j, rA, rS, tok, lane):
+        """Tile ``j`` x one K chunk: one block-scaled MMA."""
+        c4 = mma_m16n8k64_nvf4(rA, [tok[0], tok[1]], [acc[4 * j + v] for v in range(4)], rS, tok[2], 0, 0)
         for v in cutlass.range_constexpr(4):
             acc[4 * j + v] = c4[v]
 
@@ -152,10 +180,10 @@ class FusedDecodeSm120(FusedDecode):
     kernel_cls = DecodeGemvSm120
 
     @classmethod
-    def shape_reason(cls, w) -> str | None:
+    def shape_reason(cls, w, activation, target) -> str | None:
         if w.fc1_input_scale is None:
             return "W4A4 decode needs the FC1 input scale (the checkpoint's input_scale); the bundle has none"
-        return super().shape_reason(w)
+        return super().shape_reason(w, activation, target)
 
     @staticmethod
     def expert_scalars(w) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,10 +230,10 @@ class FusedDecodeSm120(FusedDecode):
                                f"{err:.3g} against the host model of the kernel (bound {SELF_CHECK_BOUND}); not used")
 
     def intermediate_bytes(self, pairs: int, dtype: torch.dtype) -> int:
-        return pairs * record_bytes(self.i_pad)
+        return pairs * record_stride(self.cols)
 
     def intermediate_view(self, buf: torch.Tensor, pairs: int, dtype: torch.dtype) -> torch.Tensor:
-        rb = record_bytes(self.i_pad)
+        rb = record_stride(self.cols)
         return buf[: pairs * rb].view(pairs, rb)
 
     def kernel_tokens(self, x: torch.Tensor, inter: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

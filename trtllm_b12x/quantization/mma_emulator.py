@@ -148,25 +148,30 @@ def token_registers(data: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tens
     return b, sfb
 
 
-def fragment_gemv(codes: torch.Tensor, scales: torch.Tensor, layout, data: torch.Tensor, scale: torch.Tensor,
-                  *, chunk_batch: int = 8) -> torch.Tensor:
-    """One expert's weights in the ``m16n8k64`` fragment layout (``codes [code_bytes]``,
-    ``scales [scale_bytes]`` uint8) times up to 8 NVFP4 token rows, with the registers each
-    lane holds in the SM120 decode kernel — chunk ``c`` reads its scale word with
-    ``thread-id-a = c % 2`` — as ``[rows, P]`` in units of :data:`UNIT`."""
-    lay = layout
-    if lay.mma != "m16n8k64":
-        raise ValueError(f"fragment_gemv: layout {lay.mma} is not the block-scaled MMA layout (m16n8k64)")
-    a = _words(codes.view(torch.uint8).reshape(lay.tiles, lay.chunks, 32, 16))  # [tiles, chunk, lane, 4]
-    sw = _words(scales.view(torch.uint8).reshape(lay.tiles, lay.chunks // lay.group, 32, 2 * lay.group))
-    c = torch.arange(lay.chunks, device=codes.device)
-    sfa = torch.stack([sw[:, i // lay.group, :, (i % lay.group) // 2] for i in range(lay.chunks)], 1)  # [tiles, chunk, lane]
+def stored_gemv(codes: torch.Tensor, words: torch.Tensor, data: torch.Tensor, scale: torch.Tensor,
+                *, chunk_batch: int = 8) -> torch.Tensor:
+    """One expert's stored rows (``codes [R, K/2]`` uint8 row-major, ``R`` a multiple of 16;
+    ``words [R, K/64]`` the rows' scale words, see :func:`~.fragments.scale_words`) times up to
+    8 NVFP4 token rows, with the registers each lane of the SM120 decode kernel takes from its
+    shared-memory ring — A register ``r`` is word ``t`` of half ``r // 2`` of row
+    ``g + 8 (r % 2)``, scale A the word of row ``g + 8 (t % 2)`` read with ``thread-id-a = 0`` —
+    as ``[R, P]`` in units of :data:`UNIT`."""
+    rows, k2 = codes.shape
+    chunks = 2 * k2 // 64
+    if rows % 16 or 2 * k2 % 64 or tuple(words.shape) != (rows, chunks):
+        raise ValueError(f"stored_gemv: codes {tuple(codes.shape)} / words {tuple(words.shape)}: rows must be a "
+                         f"multiple of 16, K of 64, one scale word per (row, chunk)")
+    tiles = rows // 16
+    g, t = _lane_grid(codes.device)
+    w = _words(codes.view(torch.uint8)).view(tiles, 16, chunks, 8).permute(1, 3, 0, 2)  # [row, word, tile, chunk]
+    r = torch.arange(4, device=codes.device)
+    a = w[g[:, None] + 8 * (r[None, :] % 2), 4 * (r[None, :] // 2) + t[:, None]]  # [lane, r, tile, chunk]
+    a = a.permute(2, 3, 0, 1)  # [tile, chunk, lane, r]
+    sw = words.view(tiles, 16, chunks)[:, g + 8 * (t % 2), :].permute(0, 2, 1)  # [tile, chunk, lane]
     b, sfb = token_registers(data, scale)
-    acc = torch.zeros(lay.tiles, 32, 4, dtype=torch.int64, device=codes.device)
-    for tid in (0, 1):
-        for lo in range(tid, lay.chunks, 2 * chunk_batch):
-            sel = c[lo: lo + 2 * chunk_batch: 2]
-            n = sel.numel()
-            acc += mma_m16n8k64(a[:, sel], b[sel].expand(lay.tiles, n, 32, 2), sfa[:, sel],
-                                sfb[sel].expand(lay.tiles, n, 32), tid_a=tid, tid_b=0).sum(1)
-    return d_matrix(acc).reshape(lay.rows, 8)[:, : data.shape[0]]
+    acc = torch.zeros(tiles, 32, 4, dtype=torch.int64, device=codes.device)
+    for lo in range(0, chunks, chunk_batch):
+        n = min(chunk_batch, chunks - lo)
+        acc += mma_m16n8k64(a[:, lo:lo + n], b[lo:lo + n].expand(tiles, n, 32, 2), sw[:, lo:lo + n],
+                            sfb[lo:lo + n].expand(tiles, n, 32), tid_a=0, tid_b=0).sum(1)
+    return d_matrix(acc).reshape(rows, 8)[:, : data.shape[0]]
