@@ -77,8 +77,8 @@ def main() -> int:
         rows.append(r)
         gb = 1e9
         print(f"{name:18s} E={r['experts']:4d} layer {r['layer_bytes'] / gb:6.3f} GB | bundle +{r['bundle_extra_bytes']} B"
-              f" | after compile +{r['extra_bytes_after_compile'] / gb:6.3f} GB (decode weights "
-              f"{r['decode_held'].get('weights', 0) / gb:.3f} GB, workspace {r['decode_held']['workspace'] / 1e6:.2f} MB, "
+              f" | after compile +{r['extra_bytes_after_compile'] / gb:6.3f} GB (decode workspace "
+              f"{r['decode_held']['workspace'] / 1e6:.2f} MB, "
               f"scalars {r['decode_held']['scalars'] / 1e3:.1f} kB) | peak +{r['peak_extra_bytes'] / gb:6.3f} GB",
               flush=True)
     doc = {"device": describe_device(torch.device("cuda")), "date": datetime.date.today().isoformat(),

@@ -29,9 +29,10 @@ pytestmark = [pytest.mark.gpu, requires_gpu]
 
 M_LIST = (1, 2, 3, 4, 7, 8, 16, 31, 32, 63)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-# odd shapes: I not a multiple of 64 (padded), few experts, top-k 1; H = 192 is a chunk count
-# the SM120 tier does not take (H must be a multiple of 128): its runner falls back
+# odd shapes: I not a multiple of 64 (zero columns up to C), few experts, top-k 1, an odd chunk
+# count (H = 192); Gemma-class I = 704 gives FC2 11 chunks, split unevenly over 3 warps (4, 4, 3)
 ODD = {"odd-gated": MoEShape("odd-gated", 192, 80, 7, 3, "swiglu", "-"),
+       "gemma-class": MoEShape("gemma-class", 2048, 704, 64, 8, "swiglu", "-"),
        "odd-gated-384": MoEShape("odd-gated-384", 384, 80, 7, 3, "swiglu", "-"),
        "odd-relu2": MoEShape("odd-relu2", 128, 48, 5, 1, "relu2", "-")}
 

@@ -18,7 +18,7 @@ from trtllm_b12x.arch import get_target
 from trtllm_b12x.models import PRESETS, MoEShape, make_hidden_states, make_moe_weights, make_routing
 from trtllm_b12x.moe import MoERunner
 from trtllm_b12x.quantization.codecs import unpack_e2m1
-from trtllm_b12x.quantization.fragments import scale_words
+from trtllm_b12x.quantization.layouts import scale_words
 from trtllm_b12x.quantization.mma_emulator import e2m1_units, e4m3_units, stored_gemv
 from trtllm_b12x.quantization.nvfp4 import quantize_nvfp4
 from trtllm_b12x.reference import moe_reference, relative_error
@@ -145,13 +145,12 @@ def test_host_model_with_expert_parallel_and_swiglu_parameters():
 def test_sm120_tier_rejects_what_it_cannot_take():
     from trtllm_b12x.kernels.moe_decode_sm120 import FusedDecodeSm120
 
-    target, act = get_target("sm_120a"), Activation("swiglu")
     shape = MoEShape("h96", 96, 64, 4, 2, "swiglu", "-")
     w = make_moe_weights(shape, num_experts=4)
-    assert "not a multiple of 64 (tier sm120)" in FusedDecodeSm120.shape_reason(w, act, target)
+    assert "not a multiple of 64 (tier sm120)" in FusedDecodeSm120.shape_reason(w)
     w = make_moe_weights(PRESETS["qwen3-30b-a3b"], num_experts=2)
     no_scale = type(w)(**{**w.__dict__, "fc1_input_scale": None})
-    assert "needs the FC1 input scale" in FusedDecodeSm120.shape_reason(no_scale, act, target)
+    assert "needs the FC1 input scale" in FusedDecodeSm120.shape_reason(no_scale)
 
 
 def test_self_check_accepts_the_model_and_rejects_a_wrong_kernel(monkeypatch, tmp_path):

@@ -55,10 +55,7 @@ def device_reason(device: torch.device) -> str | None:
 def unsupported_reason(runner) -> str | None:
     """Why the fused decode cannot serve this runner here, or None."""
     w = runner.weights
-    if (why := device_reason(w.device)) is not None:
-        return why
-    target = current_target(w.device)
-    return fused_decode_class(target.tier).shape_reason(w, runner.activation, target)
+    return device_reason(w.device) or fused_decode_class(current_target(w.device).tier).shape_reason(w)
 
 
 def decode_kernel_factory(runner) -> FusedDecode | None:

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import torch
 
-from ..quantization.fragments import CHUNK_K, scale_words
+from ..quantization.fragments import CHUNK_K
+from ..quantization.layouts import scale_words
 from ..quantization.mma_emulator import UNIT, stored_gemv
 from ..quantization.nvfp4 import quantize_nvfp4
 from .moe_decode import PAIRS_PER_PASS, SlotSum

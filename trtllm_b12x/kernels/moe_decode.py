@@ -37,14 +37,14 @@ from dataclasses import dataclass
 import cutlass
 import cutlass.cute as cute
 import torch
-from cutlass import Float32, Int16, Int32, Uint8, Uint32
+from cutlass import Float32, Int16, Int32, Uint32
 from cutlass.cute.nvgpu import cpasync
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, current_target, sm_count
-from ..quantization.bundle import SCALE_LAYOUTS, nbytes
-from ..quantization.fragments import CHUNK_K, MMAS, TILE_ROWS, round_up, scale_word
-from ..quantization.layouts import SF_TILE_ROWS
+from ..quantization.bundle import SCALE_LAYOUTS, nbytes, stored_fc1_rows
+from ..quantization.fragments import CHUNK_K, MMAS, TILE_ROWS, ring_half, round_up
+from ..quantization.layouts import scale_word, swizzled_shape
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
 from .intrinsics import CODE_SHIFT, EPILOGUE_SCALE, TOKEN_DTYPES, mma_m16n8k16, mul_half2, prmt, scale_pair
 
@@ -202,7 +202,8 @@ class GemvConfig:
     @property
     def scale_words(self) -> int:
         """int32 words of one expert's block scales: one per (row, chunk), rows padded to 128 when swizzled."""
-        return (round_up(self.rows, SF_TILE_ROWS) if self.scale_layout == "swizzled" else self.rows) * self.chunks
+        rows = swizzled_shape(self.rows, 4)[0] if self.scale_layout == "swizzled" else self.rows
+        return rows * self.chunks
 
     @property
     def stage_bytes(self) -> int:
@@ -330,7 +331,7 @@ class DecodeGemvSm90:
         start = cta * items // ctas
         end = (cta + 1) * items // ctas
         for st in cutlass.range_constexpr(cfg.stages):  # the ring's first items: weights need no pair list
-            if start + st < end and cfg.stages > 0:
+            if start + st < end:
                 self.issue(mCodes, mScales, sA4, sS, sList, start + st, st, warp, lane)
             cute.arch.cp_async_commit_group()
         if cutlass.const_expr(cfg.phase == "fc2"):
@@ -478,7 +479,7 @@ class DecodeGemvSm90:
                     for j in cutlass.range_constexpr(TILES_PER_UNIT):
                         v = (self.tile_row(unit, j) + r) * (cfg.k // 32) + 2 * c + h
                         cute.copy(vec, _vec(gA[(None, (local, v))]),
-                                  _vec(sA4[None, h ^ ((r >> 2) & 1), r, j, i, warp, st]))
+                                  _vec(sA4[None, ring_half(r, h), r, j, i, warp, st]))
         for i in cutlass.range_constexpr(cfg.per_warp):  # scales: one word per lane and chunk
             c = warp * cfg.per_warp + i
             if not cfg.uneven or c < cfg.chunks:
@@ -590,7 +591,7 @@ class DecodeGemvSm90:
         """The lane's code words of tile ``j`` and its ``i``-th chunk — bytes ``[8 t, 8 t + 8)`` of
         rows ``g`` and ``g + 8`` — and the two rows' scale words, from ring stage ``st``."""
         g, t = lane // 4, lane % 4
-        half = (t // 2) ^ ((g >> 2) & 1)
+        half = ring_half(g, t // 2)  # rows g and g + 8 share the swap
         words = []
         for rh in cutlass.range_constexpr(2):
             src = sA[None, t % 2, half, g + 8 * rh, j, i, warp, st]
@@ -812,7 +813,7 @@ def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_
     ring stages sized to the SM's shared memory (none where one item's weights exceed it: then
     the warps read them from global memory as used). (:func:`trtllm_b12x.kernels.decode.phase_configs`
     picks ``mma`` from the target.)"""
-    n1 = round_up((2 if activation.gated else 1) * intermediate, SF_TILE_ROWS)
+    n1 = stored_fc1_rows(intermediate, activation.gated)
     cols = n1 // (2 if activation.gated else 1)
     common = dict(dtype=dtype, intermediate=intermediate, experts=experts, expert_offset=expert_offset, top_k=top_k,
                   max_pairs=TOKENS_BOUND * top_k, mma=mma, scale_layout=scale_layout)
@@ -858,9 +859,9 @@ class FusedDecode:
 
     def __init__(self, runner, *, cache: KernelCache | None = None, target: Target | None = None):
         w, par, act = runner.weights, runner.parallel, runner.activation
-        self.target = target or current_target(w.device)
-        if (why := self.shape_reason(w, act, self.target)) is not None:
+        if (why := self.shape_reason(w)) is not None:
             raise ValueError(f"fused decode: {why}")
+        self.target = target or current_target(w.device)
         self.weights, self.parallel, self.activation = w, par, act
         self.cache = cache or default_cache()
         self.tvm_ffi = have_tvm_ffi()
@@ -874,19 +875,12 @@ class FusedDecode:
 
     # -- tier ----------------------------------------------------------------------------------
     @classmethod
-    def shape_reason(cls, w, activation, target: Target) -> str | None:
-        """Why this tier cannot take these weights on ``target``, or None."""
+    def shape_reason(cls, w) -> str | None:
+        """Why this tier cannot take these weights, or None."""
         if w.hidden_size % CHUNK_K:
             return f"hidden size {w.hidden_size} is not a multiple of {CHUNK_K} (tier {cls.tier})"
         if w.num_experts > MAX_EXPERTS:
             return f"{w.num_experts} local experts; supported: up to {MAX_EXPERTS}"
-        if activation.gated != w.gated:
-            return f"activation {activation.kind} does not match the weights ({'gated' if w.gated else 'ReLU^2'} FC1)"
-        try:
-            phase_configs(w.hidden_size, w.intermediate_size, w.num_experts, activation, 1, "bfloat16", target,
-                          mma=cls.kernel_cls.mma, scale_layout=w.scale_layout)
-        except ValueError as err:
-            return str(err)
         return None
 
     @staticmethod

@@ -39,7 +39,8 @@ import torch
 from cutlass import Float32, Uint8, Uint32
 from cutlass.cute.runtime import make_fake_compact_tensor
 
-from ..quantization.fragments import round_up, scale_word
+from ..quantization.fragments import ring_half, round_up
+from ..quantization.layouts import scale_word
 from ..quantization.nvfp4 import record_bytes
 from .intrinsics import (TOKEN_DTYPES, abs_max, butterfly, f32x2_to_e2m1x2, f32x8_to_e2m1x8, mma_m16n8k64_nvf4,
                          nvfp4_block_scale)
@@ -141,8 +142,7 @@ class DecodeGemvSm120(DecodeGemvSm90):
         """A registers: word ``t`` of half ``r // 2`` of row ``g + 8 (r % 2)``; the scale word of
         row ``g + 8 (t % 2)`` (the lanes ``thread-id-a = 0`` reads)."""
         g, t = lane // 4, lane % 4
-        sw = (g >> 2) & 1
-        words = [Uint32(sA[t % 2, t // 2, (r // 2) ^ sw, g + 8 * (r % 2), j, i, warp, st]) for r in range(4)]
+        words = [Uint32(sA[t % 2, t // 2, ring_half(g, r // 2), g + 8 * (r % 2), j, i, warp, st]) for r in range(4)]
         return words, Uint32(sS[t % 2, g, j, i, warp, st])
 
     @cute.jit
@@ -180,10 +180,10 @@ class FusedDecodeSm120(FusedDecode):
     kernel_cls = DecodeGemvSm120
 
     @classmethod
-    def shape_reason(cls, w, activation, target) -> str | None:
+    def shape_reason(cls, w) -> str | None:
         if w.fc1_input_scale is None:
             return "W4A4 decode needs the FC1 input scale (the checkpoint's input_scale); the bundle has none"
-        return super().shape_reason(w, activation, target)
+        return super().shape_reason(w)
 
     @staticmethod
     def expert_scalars(w) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,12 @@ def expert_bytes(hidden: int, intermediate: int, gated: bool) -> float:
 SCALE_LAYOUTS = ("swizzled", "linear")
 
 
+def stored_fc1_rows(intermediate: int, gated: bool) -> int:
+    """``N1``: FC1 rows as TensorRT-LLM stores them, ``g * I`` padded to a multiple of 128
+    (FC2's stored K is ``C = N1 / g``)."""
+    return round_up((2 if gated else 1) * intermediate, 128)
+
+
 @dataclass(frozen=True)
 class MoEWeights:
     """Routed-expert weights of one MoE layer (E local experts, hidden H, intermediate I),
@@ -84,11 +90,12 @@ class MoEWeights:
         g, inter = self.w13_global.shape[1], self.intermediate
         if not isinstance(inter, int) or inter <= 0 or inter % BLOCK or hidden % BLOCK:
             raise ValueError(f"MoEWeights: H={hidden} and intermediate={inter!r} must be positive multiples of {BLOCK}")
-        if n1 != round_up(g * inter, 128) or c2 * 2 != n1 // g:
+        want = stored_fc1_rows(inter, g == 2)
+        if n1 != want or c2 * 2 != n1 // g:
             raise ValueError(
                 f"MoEWeights: w13 has {n1} rows and w2 {c2 * 2} columns; for intermediate={inter} "
                 f"({'gated' if g == 2 else 'ReLU^2'}) TensorRT-LLM's layout has N1 = pad128({g}*I) = "
-                f"{round_up(g * inter, 128)} rows and C = N1/{g} = {round_up(g * inter, 128) // g} columns"
+                f"{want} rows and C = N1/{g} = {want // g} columns"
             )
         expect = {
             "w13": ((e, n1, h2), torch.uint8),
@@ -331,7 +338,7 @@ class MoEWeights:
         (d0, _), (d2, _) = fc1_halves[0], fc2
         e, inter, h2 = d0.shape
         hidden, g = h2 * 2, len(fc1_halves)
-        n1 = round_up(g * inter, 128)
+        n1 = stored_fc1_rows(inter, g == 2)
         dev = d0.device
         w13 = torch.zeros(e, n1, h2, dtype=torch.uint8, device=dev)
         w13_sf = torch.zeros(e, n1, round_up(hidden // BLOCK, 4), dtype=torch.uint8, device=dev)

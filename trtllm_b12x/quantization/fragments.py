@@ -11,14 +11,15 @@ Scale words
 -----------
 
 For one row and one 64-wide chunk the 4 block scales are one little-endian 32-bit word in
-both layouts (:func:`scale_word`): 128x4 word ``((r // 128) Kc + c) 128 + (r % 32) 4 +
+both layouts (:func:`~.layouts.scale_word`): 128x4 word ``((r // 128) Kc + c) 128 + (r % 32) 4 +
 (r % 128) // 32`` with ``Kc = K / 64`` chunks per row, linear word ``r Kc + c``.
 
 Shared memory
 -------------
 
 A tile's chunk is 16 rows of 32 bytes; row ``r`` keeps its two 16-byte halves swapped when
-``(r // 4) % 2`` is odd, which makes both tiers' reads below free of bank conflicts. The
+``(r // 4) % 2`` is odd (:func:`ring_half`), which makes both tiers' reads below free of bank
+conflicts. The
 chunk's scale words are stored ``[tile, g, rh]`` (row ``8 rh + g``), so rows ``g`` and ``g + 8``
 are adjacent.
 
@@ -34,7 +35,7 @@ the weights and the tokens: MMA step ``s`` (0..3) takes code word ``s // 2`` of 
 magnitude to the half's exponent/mantissa bits, the sign to bit 15) and one mask give the
 BF16 pair (FP16: two masks, a shift and a multiply-add). Its token operand is the same K:
 ``(x[8 (s // 2) + 2 (s % 2) + q], x[... + 4])`` for ``q = 0, 1``, permuted in registers once
-per expert entry (:data:`M16N8K16_STEP_K`).
+per expert entry.
 
 ``m16n8k64`` (SM120/SM121: ``mma.sync ... kind::mxf4nvf4.block_scale.scale_vec::4X``)
 --------------------------------------------------------------------------------------
@@ -47,35 +48,15 @@ nothing permuted), and the scale register is the word of row ``g + 8 (t % 2)``, 
 
 from __future__ import annotations
 
-import torch
-
-from .layouts import SF_TILE_ROWS
-
 TILE_ROWS = 16
 CHUNK_K = 64
-LANES = 32
 MMAS = ("m16n8k16", "m16n8k64")
-# m16n8k16: K offsets (inside the lane's 16) of MMA step s, register half j of B word 2 s + q
-M16N8K16_STEP_K = tuple(tuple(tuple(8 * (s // 2) + 2 * (s % 2) + q + 4 * j for j in range(2)) for q in range(2))
-                        for s in range(4))
 
 
 def round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
-def scale_word(row, chunk, chunks: int, layout: str):
-    """Index of the 32-bit word holding (row, 64-wide chunk)'s 4 block scales, in an expert's
-    scales viewed as words (ints or kernel integers alike)."""
-    if layout == "linear":
-        return row * chunks + chunk
-    return ((row >> 7) * chunks + chunk) * SF_TILE_ROWS + (row & 31) * 4 + ((row >> 5) & 3)
-
-
-def scale_words(scales: torch.Tensor, rows: int, chunks: int, layout: str) -> torch.Tensor:
-    """One expert's block scales (any shape, the stored bytes) -> ``[rows, chunks]`` int64 words."""
-    b = scales.contiguous().view(torch.uint8).reshape(-1).long()
-    w = b[0::4] | (b[1::4] << 8) | (b[2::4] << 16) | (b[3::4] << 24)
-    r = torch.arange(rows, device=b.device)[:, None]
-    c = torch.arange(chunks, device=b.device)[None, :]
-    return w[scale_word(r, c, chunks, layout)]
+def ring_half(row, half):
+    """Where the ring keeps 16-byte half ``half`` of a tile row (ints or kernel integers)."""
+    return half ^ ((row >> 2) & 1)

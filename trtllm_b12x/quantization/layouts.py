@@ -10,7 +10,9 @@ Linear layout
         (r // 128) * Kt * 512 + (c // 4) * 512 + (r % 32) * 16 + ((r % 128) // 32) * 4 + (c % 4)
 
     i.e. each 128x4 tile is 512 contiguous bytes, tiles run along K first, and inside a tile
-    the 32 rows r, r+32, r+64, r+96 share one 16-byte line. We return it as a contiguous
+    the 32 rows r, r+32, r+64, r+96 share one 16-byte line. Viewed as 32-bit words (how the
+    decode kernels read it, :func:`scale_word`), one word is one row's 4 scales of a 64-wide
+    chunk, in either layout. We return it as a contiguous
     ``[..., round128(rows), round4(cols)]`` tensor whose *storage* is in that order (the
     shape TensorRT-LLM gives its swizzled parameters).
 
@@ -69,3 +71,20 @@ def unswizzle_128x4(sf: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     t = t.permute(*range(n), n + 0, n + 3, n + 2, n + 1, n + 4)  # (mt, i1, i0, kt, c4)
     out = t.contiguous().reshape(*lead, prows, pcols)[..., :rows, :cols].contiguous()
     return out.view(sf.dtype) if raw is not sf else out
+
+
+def scale_word(row, chunk, chunks: int, layout: str):
+    """Index of the 32-bit word holding (row, 64-wide chunk)'s 4 block scales, in an expert's
+    scales viewed as words (ints or kernel integers alike)."""
+    if layout == "linear":
+        return row * chunks + chunk
+    return ((row >> 7) * chunks + chunk) * SF_TILE_ROWS + (row & 31) * 4 + ((row >> 5) & 3)
+
+
+def scale_words(scales: torch.Tensor, rows: int, chunks: int, layout: str) -> torch.Tensor:
+    """One expert's block scales (any shape, the stored bytes) -> ``[rows, chunks]`` int64 words."""
+    b = scales.contiguous().view(torch.uint8).reshape(-1).long()
+    w = b[0::4] | (b[1::4] << 8) | (b[2::4] << 16) | (b[3::4] << 24)
+    r = torch.arange(rows, device=b.device)[:, None]
+    c = torch.arange(chunks, device=b.device)[None, :]
+    return w[scale_word(r, c, chunks, layout)]

@@ -151,7 +151,7 @@ def token_registers(data: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tens
 def stored_gemv(codes: torch.Tensor, words: torch.Tensor, data: torch.Tensor, scale: torch.Tensor,
                 *, chunk_batch: int = 8) -> torch.Tensor:
     """One expert's stored rows (``codes [R, K/2]`` uint8 row-major, ``R`` a multiple of 16;
-    ``words [R, K/64]`` the rows' scale words, see :func:`~.fragments.scale_words`) times up to
+    ``words [R, K/64]`` the rows' scale words, see :func:`~.layouts.scale_words`) times up to
     8 NVFP4 token rows, with the registers each lane of the SM120 decode kernel takes from its
     shared-memory ring — A register ``r`` is word ``t`` of half ``r // 2`` of row
     ``g + 8 (r % 2)``, scale A the word of row ``g + 8 (t % 2)`` read with ``thread-id-a = 0`` —
