@@ -109,6 +109,26 @@ def block_any(flag: Uint32, *, loc=None, ip=None) -> Uint32:
 TOKEN_DTYPES = {"bfloat16": (BFloat16, torch.bfloat16), "float16": (Float16, torch.float16)}
 CODE_SHIFT = {"bfloat16": 6, "float16": 9}
 EPILOGUE_SCALE = {"bfloat16": 2.0**62, "float16": 2.0**14}
+HALF_SIGNS = 0x80008000
+
+
+def e2m1_pair_plan(dtype: str) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """How a code word (8 E2M1, nibble ``n`` at bits ``4 n``) becomes 4 half2 words, pair ``p``
+    = nibbles ``(p, p + 4)``: ``(d, [(w_mask, side, v_mask, shift)] * 4)`` meaning
+    ``half2_p = ((w & w_mask) | (v & v_mask)) << shift`` with ``v = w << d`` (``side`` +1) or
+    ``w >> d`` (-1). A nibble's sign must move ``d = 12 - CODE_SHIFT`` bits further left than
+    its magnitude; one pre-shifted copy of the word serves all pairs, so a pair costs one
+    masked join (two LOP3 in SASS: one immediate each) and at most one shift."""
+    sh = CODE_SHIFT[dtype]
+    d, mags = 12 - sh, (0x7 << sh) * 0x10001
+    plan = []
+    for p in range(4):
+        sign, mag = 12 - 4 * p, sh - 4 * p  # left shifts taking the nibbles' sign / magnitude into place
+        if mag >= 0:  # shift by the magnitude's amount; the sign comes from w << d
+            plan.append((mags >> mag, 1, HALF_SIGNS >> mag, mag))
+        else:  # shift by the sign's amount; the magnitude comes from w >> d
+            plan.append((HALF_SIGNS >> sign, -1, mags >> sign, sign))
+    return d, plan
 
 
 def _struct(*types):

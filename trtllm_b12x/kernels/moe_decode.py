@@ -21,9 +21,11 @@ above), so results are bitwise reproducible run to run.
 
 Math: weights are MMA operand A (16 rows x 16 K), up to 8 pairs operand B (swap-AB,
 ``mma.sync.m16n8k16``, FP32 accumulate), read in place from TensorRT-LLM's CUTLASS layout
-(:mod:`trtllm_b12x.quantization.fragments`): a lane takes 8 code bytes of rows g and g + 8 per
-chunk, tokens are permuted along K to match; each code pair becomes a half2 with a mask, a
-multiply and a mask (13 integer ops per 4 pairs for BF16) and one multiply by the block scale
+(:mod:`trtllm_b12x.quantization.fragments`): a tile's rows are 4 runs of 4 a quarter
+128-row block apart (their 128x4 scale units copied whole), a lane takes 16 code bytes of
+rows g and g + 8 per two chunks, tokens are permuted along K to match; each code pair
+becomes a half2 with a masked join of the word and one shared shifted copy, at most one
+shift, and one multiply by the block scale
 (exact: E2M1 x E4M3 has at most 5 significant bits), the global scale is applied in the
 epilogue. The tier-specific part is the operand preparation (the ``# -- tier`` methods).
 """
@@ -43,10 +45,10 @@ from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, current_target, sm_count
 from ..quantization.bundle import SCALE_LAYOUTS, nbytes, stored_fc1_rows
-from ..quantization.fragments import CHUNK_K, MMAS, TILE_ROWS, ring_half, round_up
-from ..quantization.layouts import scale_word, swizzled_shape
+from ..quantization.fragments import CHUNK_K, MMAS, TILE_ROWS, ring_slot, round_up, scale_slot, tile_column
+from ..quantization.layouts import SF_TILE_ROWS, scale_word, swizzled_shape
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
-from .intrinsics import CODE_SHIFT, EPILOGUE_SCALE, TOKEN_DTYPES, mma_m16n8k16, mul_half2, prmt, scale_pair
+from .intrinsics import EPILOGUE_SCALE, TOKEN_DTYPES, e2m1_pair_plan, mma_m16n8k16, mul_half2, prmt, scale_pair
 
 log = logging.getLogger("trtllm_b12x")
 
@@ -207,9 +209,9 @@ class GemvConfig:
 
     @property
     def stage_bytes(self) -> int:
-        """One work item's weights in shared memory: per chunk and 16-row tile, 512 code bytes
-        and one 4-byte scale word per row."""
-        return self.warps * self.per_warp * TILES_PER_UNIT * TILE_ROWS * (CHUNK_K // 2 + 4)
+        """One work item's weights in shared memory, per 16-row tile: 64 code bytes per row and
+        chunk pair (a lone last chunk takes a pair's room), one 4-byte scale word per row and chunk."""
+        return self.warps * TILES_PER_UNIT * TILE_ROWS * (round_up(self.per_warp, 2) * CHUNK_K // 2 + 4 * self.per_warp)
 
     @property
     def list_capacity(self) -> int:
@@ -267,7 +269,7 @@ class DecodeGemvSm90:
             self.token_tensor(r),  # FC1: the tokens; FC2: the intermediate per pair
             # the layer's codes and block scales as stored, int32 words per expert
             make_fake_compact_tensor(Int32, (cfg.experts, cfg.code_words), stride_order=(1, 0), assumed_align=16),
-            make_fake_compact_tensor(Int32, (cfg.experts, cfg.scale_words), stride_order=(1, 0), assumed_align=4),
+            make_fake_compact_tensor(Int32, (cfg.experts, cfg.scale_words), stride_order=(1, 0), assumed_align=16),
             make_fake_compact_tensor(Float32, (cfg.experts, EXPERT_SCALARS), stride_order=(1, 0), assumed_align=16),
             # FC1: the activated intermediate per pair; FC2: FP32 rows per pair
             make_fake_compact_tensor(Float32, (p, cfg.out_cols), stride_order=(1, 0), assumed_align=16) if fc2
@@ -385,14 +387,15 @@ class DecodeGemvSm90:
 
     def ring(self, smem):
         """The stages of weights in shared memory (layout: :mod:`trtllm_b12x.quantization.fragments`).
-        ``sA``: per (stage, warp, chunk, tile) 16 rows of 32 code bytes, indexed (word, pair of
-        words, half, row); ``sA4`` the same bytes as the 16-byte vectors cp.async writes; ``sS``
-        per (stage, warp, chunk) the scale words ``[tile, g, rh]``."""
+        ``sA4``: per (stage, warp, chunk pair, tile) 16 rows of 64 code bytes, indexed (word,
+        slot, row) (:func:`~trtllm_b12x.quantization.fragments.ring_slot`); ``sA`` the same bytes
+        indexed (word, pair of words, slot, row); ``sS`` per (stage, warp, chunk, tile) the scale words ``[rh, a, g']`` (:func:`~trtllm_b12x.quantization.fragments.scale_slot`)."""
         cfg = self.cfg
-        shape = (TILES_PER_UNIT, cfg.per_warp, cfg.warps, cfg.stages)
-        sA = smem.allocate_tensor(Int32, cute.make_layout((2, 2, 2, TILE_ROWS, *shape)), 16)
-        sA4 = cute.make_tensor(sA.iterator, cute.make_layout((4, 2, TILE_ROWS, *shape)))
-        sS = smem.allocate_tensor(Int32, cute.make_layout((2, 8, *shape)), 16)
+        shape = (TILE_ROWS, TILES_PER_UNIT, -(-cfg.per_warp // 2), cfg.warps, cfg.stages)
+        sA4 = smem.allocate_tensor(Int32, cute.make_layout((4, 4, *shape)), 16)
+        sA = cute.make_tensor(sA4.iterator, cute.make_layout((2, 2, 4, *shape)))
+        sS = smem.allocate_tensor(Int32, cute.make_layout((2, 2, 4, TILES_PER_UNIT, cfg.per_warp, cfg.warps,
+                                                           cfg.stages)), 16)
         return sA, sA4, sS
 
     @cute.jit
@@ -435,12 +438,50 @@ class DecodeGemvSm90:
         if lane == 0:
             sInfo[0] = count
 
+    # -- which stored rows a work item's MMA rows are ---------------------------------------------
+    @property
+    def interleaved(self) -> bool:
+        """Whether a tile's 16 MMA rows are 4 runs of 4 consecutive rows a quarter of their
+        128-row block apart (:func:`~trtllm_b12x.quantization.fragments.tile_column`), so that
+        each row of a run shares its 128x4 scale unit (16 bytes) with the other runs."""
+        return True
+
+    @property
+    def column_span(self) -> int:
+        """The output columns the items cover (FC1: intermediate columns, FC2: hidden)."""
+        cfg = self.cfg
+        return cfg.intermediate if cfg.activation == "swiglu" else TILE_ROWS * TILES_PER_UNIT * cfg.units
+
     @cute.jit
-    def tile_row(self, unit, j):
-        """First stored row of the unit's j-th 16-row tile (``j`` may be a kernel integer)."""
+    def tile_index(self, unit, j):
+        """The output block (16 columns) of the unit's j-th tile (gated FC1: both tiles share it)."""
         if cutlass.const_expr(self.cfg.activation == "swiglu"):
-            return TILE_ROWS * unit + (1 - j) * self.cfg.intermediate  # gate (w1) tile, then the up (w3) tile
-        return TILE_ROWS * (TILES_PER_UNIT * unit + j)
+            return unit
+        return TILES_PER_UNIT * unit + j
+
+    @cute.jit
+    def column(self, blk, m):
+        """Output column of MMA row ``m`` of output block ``blk`` (ints or kernel integers)."""
+        if cutlass.const_expr(not self.interleaved):
+            return TILE_ROWS * blk + m
+        return tile_column(blk, m, self.column_span, cutlass.min)
+
+    @cute.jit
+    def weight_row(self, unit, j, m):
+        """Stored weight row of MMA row ``m`` of the unit's j-th tile (gated: gate rows ``[I, 2I)``
+        for tile 0, up rows ``[0, I)`` for tile 1)."""
+        col = self.column(self.tile_index(unit, j), m)
+        if cutlass.const_expr(self.cfg.activation == "swiglu"):
+            return col + (1 - j) * self.cfg.intermediate
+        return col
+
+    def vector_scales(self, j: int) -> bool:
+        """Whether tile j's scale words come as 16-byte 128x4 units (4 runs x one row each) in
+        a full 128-row block: interleaved rows, swizzled scales, the block aligned (gated
+        FC1's gate rows start at I)."""
+        cfg = self.cfg
+        aligned = cfg.activation != "swiglu" or j == 1 or cfg.intermediate % SF_TILE_ROWS == 0
+        return self.interleaved and cfg.scale_layout == "swizzled" and aligned
 
     @cute.jit
     def token_row(self, q):
@@ -451,41 +492,84 @@ class DecodeGemvSm90:
     @cute.jit
     def issue(self, mCodes, mScales, sA4, sS, sList, it, st, warp, lane):
         """Start the cp.async copies of item ``it``'s weights (this warp's K slice) into stage
-        ``st``: 16-byte code vectors (a row's half chunk each), and per chunk one scale word per
-        lane (tile ``lane // 16``, row ``lane % 16``)."""
+        ``st``: 16-byte code vectors (a row's half chunk each), and the scale words
+        (:meth:`copy_scales`: 16-byte 128x4 units where the rows are interleaved, else words)."""
         cfg = self.cfg
         slot = it // cfg.units
         unit = it - slot * cfg.units
         local = sList[slot] & ENTRY_EXPERT
         vec = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL), Int32,
                                   num_bits_per_copy=128)
-        word = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.ALWAYS), Int32,
-                                   num_bits_per_copy=32)
         gA = cute.zipped_divide(mCodes, (1, 4))
-        sj, sm = lane // TILE_ROWS, lane % TILE_ROWS
-        srow = self.tile_row(unit, sj) + sm
-        sS1 = cute.make_tensor(sS.iterator, cute.make_layout((1, 2, 8, TILES_PER_UNIT, cfg.per_warp, cfg.warps,
-                                                              cfg.stages)))
-        # codes: per group of G chunks, G copies per tile, each 16 / G rows x G chunks: whole 128-byte
-        # lines of global memory, and each 8 lanes one chunk's 4 rows (conflict-free shared stores)
+        # codes: per group of G chunks, G copies per tile of 16 / G rows x G chunks (G = 4: whole
+        # 128-byte lines of global memory); each 8 lanes fill 128 contiguous ring bytes
         for c0, grp in copy_groups(cfg.per_warp):
-            rows = TILE_ROWS // grp
-            i = c0 + lane // (2 * rows)
+            h = lane & 1
+            if cutlass.const_expr(grp == 4):  # lane bits: half, chunk parity, row, chunk pair, row
+                i, r0 = c0 + 2 * ((lane >> 3) & 1) + ((lane >> 1) & 1), ((lane >> 2) & 1) + 2 * (lane >> 4)
+            elif cutlass.const_expr(grp == 2):
+                i, r0 = c0 + ((lane >> 1) & 1), lane >> 2
+            else:
+                i, r0 = c0, lane >> 1
             c = warp * cfg.per_warp + i
-            h = lane % 2
             for n in cutlass.range_constexpr(grp):
-                r = n * rows + (lane % (2 * rows)) // 2
+                r = n * (TILE_ROWS // grp) + r0
                 if not cfg.uneven or c < cfg.chunks:
                     for j in cutlass.range_constexpr(TILES_PER_UNIT):
-                        v = (self.tile_row(unit, j) + r) * (cfg.k // 32) + 2 * c + h
+                        v = self.weight_row(unit, j, r) * (cfg.k // 32) + 2 * c + h
                         cute.copy(vec, _vec(gA[(None, (local, v))]),
-                                  _vec(sA4[None, ring_half(r, h), r, j, i, warp, st]))
-        for i in cutlass.range_constexpr(cfg.per_warp):  # scales: one word per lane and chunk
+                                  _vec(sA4[None, ring_slot(r, i, h, grp == 1), r, j, i >> 1, warp, st]))
+        tiles = range(TILES_PER_UNIT)
+        vec_tiles = [j for j in tiles if self.vector_scales(j)]
+        if cutlass.const_expr(not vec_tiles):
+            self.copy_scales(mScales, sS, local, unit, st, warp, lane, list(tiles), False)
+        else:
+            word_tiles = [j for j in tiles if j not in vec_tiles]
+            if cutlass.const_expr(self.column_span % SF_TILE_ROWS == 0):  # every block is full
+                self.copy_scales(mScales, sS, local, unit, st, warp, lane, vec_tiles, True)
+                if cutlass.const_expr(word_tiles):
+                    self.copy_scales(mScales, sS, local, unit, st, warp, lane, word_tiles, False)
+            else:
+                blk = self.tile_index(unit, 0)
+                if (blk // 8 + 1) * SF_TILE_ROWS <= self.column_span:  # uniform over the warp
+                    self.copy_scales(mScales, sS, local, unit, st, warp, lane, vec_tiles, True)
+                    if cutlass.const_expr(word_tiles):
+                        self.copy_scales(mScales, sS, local, unit, st, warp, lane, word_tiles, False)
+                else:  # the last, partial block: its runs are closer than 32 rows
+                    self.copy_scales(mScales, sS, local, unit, st, warp, lane, list(tiles), False)
+
+    @cute.jit
+    def copy_scales(self, mScales, sS, local, unit, st, warp, lane, tiles, vector):
+        """The scale words of ``tiles`` over this warp's K slice into stage ``st``, lanes spread
+        over (chunk, tile, copy): ``vector``, one 16-byte 128x4 unit per run offset ``g'`` (the
+        4 runs' rows); else one word per row."""
+        cfg = self.cfg
+        per_tile = 4 if vector else TILE_ROWS
+        per = per_tile * len(tiles)  # copies per chunk (a power of two)
+        mode = cpasync.LoadCacheMode.GLOBAL if vector else cpasync.LoadCacheMode.ALWAYS  # .cg takes 16 bytes only
+        atom = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=mode), Int32, num_bits_per_copy=128 if vector else 32)
+        for rnd in cutlass.range_constexpr(-(-cfg.per_warp * per // 32)):
+            f = 32 * rnd + lane
+            i = f // per
+            j = tiles[0] + (f % per) // per_tile if len(tiles) > 1 else tiles[0]
+            m = f % per_tile
             c = warp * cfg.per_warp + i
-            if not cfg.uneven or c < cfg.chunks:
-                src = mScales.iterator + mScales.layout((local, scale_word(srow, c, cfg.chunks, cfg.scale_layout)))
-                cute.copy(word, cute.make_tensor(src, cute.make_layout(1)),
-                          cute.make_tensor(sS1[None, sm // 8, sm % 8, sj, i, warp, st].iterator, cute.make_layout(1)))
+            if (32 * (rnd + 1) <= cfg.per_warp * per or i < cfg.per_warp) and (not cfg.uneven or c < cfg.chunks):
+                word = scale_word(self.weight_row(unit, j, m), c, cfg.chunks, cfg.scale_layout)
+                if cutlass.const_expr(vector):  # run 0's row: the unit's first word
+                    cute.copy(atom, _vec(cute.zipped_divide(mScales, (1, 4))[(None, (local, word >> 2))]),
+                              _vec(sS[None, None, m, j, i, warp, st]))
+                else:
+                    rh, a, g4 = scale_slot(m)
+                    cute.copy(atom, cute.make_tensor(mScales.iterator + mScales.layout((local, word)), cute.make_layout(1)),
+                              cute.make_tensor(sS.iterator + sS.layout((rh, a, g4, j, i, warp, st)), cute.make_layout(1)))
+
+    step_chunks = 2  # chunks of one K step: a lane's 128-bit load of a row spans two (SM90)
+
+    def k_steps(self) -> list[tuple[int, int]]:
+        """The warp's K slice as (first chunk, chunks) steps of ``step_chunks`` (the last may be short)."""
+        per = self.cfg.per_warp
+        return [(i, min(self.step_chunks, per - i)) for i in range(0, per, self.step_chunks)]
 
     @property
     def token_words(self) -> int:
@@ -502,12 +586,12 @@ class DecodeGemvSm90:
     def load_tokens(self, rTok, mX, xg, warp, lane, row):
         """The entry's token operands of this warp's K slice, kept while the entry is."""
         cfg = self.cfg
-        for i in cutlass.range_constexpr(cfg.per_warp):
+        for i, n in self.k_steps():
             c = warp * cfg.per_warp + i
             if cutlass.const_expr(cfg.uneven):  # the last warp's missing chunks: loaded, never used
                 c = cutlass.min(c, cfg.chunks - 1)
-            tok = self.token_operand(mX, xg, row, c, lane)
-            for w in cutlass.range_constexpr(self.token_words):
+            tok = self.token_operand(mX, xg, row, c, n, lane)
+            for w in cutlass.range_constexpr(n * self.token_words):
                 rTok[i * self.token_words + w] = Uint32(tok[w])
 
     @cute.jit
@@ -519,19 +603,23 @@ class DecodeGemvSm90:
         acc = cute.make_rmem_tensor(cute.make_layout(4 * TILES_PER_UNIT), Float32)
         for i in cutlass.range_constexpr(4 * TILES_PER_UNIT):
             acc[i] = Float32(0.0)
-        for i in cutlass.range_constexpr(cfg.per_warp):
-            if not cfg.uneven or warp * cfg.per_warp + i < cfg.chunks:
+        for i, n in self.k_steps():
+            c = warp * cfg.per_warp + i
+            if not cfg.uneven or c < cfg.chunks:
                 if cutlass.const_expr(rTok is None):
-                    fresh = self.token_operand(mX, xg, row, warp * cfg.per_warp + i, lane)
-                    tok = [Uint32(fresh[w]) for w in range(self.token_words)]
+                    fresh = self.token_operand(mX, xg, row, c, n, lane)
+                    tok = [Uint32(fresh[w]) for w in range(n * self.token_words)]
                 else:
-                    tok = [rTok[i * self.token_words + w] for w in range(self.token_words)]
+                    tok = [rTok[i * self.token_words + w] for w in range(n * self.token_words)]
+                if cutlass.const_expr(cfg.stages > 0):
+                    rA, rS = self.fragment(*w_args, i, n, warp, lane)
+                else:
+                    rA, rS = self.fragment_global(*w_args, c, n, lane)
+                if cutlass.const_expr(cfg.uneven and n > 1):  # the last warp may have the step's first chunk only:
+                    keep = (c + 1 < cfg.chunks) | (lane % 4 < 2)  # zero scales for the other (unwritten ring)
+                    rS = [[cutlass.select_(keep, w, Uint32(0)) for w in ws] for ws in rS]
                 for j in cutlass.range_constexpr(TILES_PER_UNIT):
-                    if cutlass.const_expr(cfg.stages > 0):
-                        rA, rS = self.fragment(*w_args, j, i, warp, lane)
-                    else:
-                        rA, rS = self.fragment_global(*w_args, j, warp * cfg.per_warp + i, lane)
-                    self.tile_mma(acc, j, rA, rS, tok, lane)
+                    self.tile_mma(acc, j, rA[j], rS[j], tok, n, lane)
         return acc
 
     # -- tier: operands and MMA ----------------------------------------------------------------
@@ -551,85 +639,120 @@ class DecodeGemvSm90:
         return EPILOGUE_SCALE[dtype]
 
     @cute.jit
-    def token_operand(self, mX, xg, row, c, lane):
-        """The lane's 16 tokens of chunk ``c`` (K ``[16 t, 16 t + 16)``) as the B words of the 4
-        k16 steps, in the weights' K order (``M16N8K16_STEP_K``: halves of words ``i``, ``i + 2``);
-        zero where K is at or beyond ``k_valid`` (FC2: TensorRT-LLM's padding columns)."""
+    def token_operand(self, mX, xg, row, c, n, lane):
+        """The lane's tokens of the K step at chunk ``c`` as the B words of its ``4 n`` k16 steps,
+        in the weights' K order (halves of words ``i``, ``i + 2``, ``i = 4 (s // 2) + s % 2``):
+        one chunk, K ``[16 t, 16 t + 16)``; two, K ``[32 (t % 2), + 32)`` of chunk ``c + t // 2``.
+        Zero where K is at or beyond ``k_valid`` (FC2: TensorRT-LLM's padding columns)."""
+        cfg = self.cfg
         t = lane % 4
-        src = cute.zipped_divide(mX, (1, 8))[(None, (row, 4 * c + t))]
+        if cutlass.const_expr(n == 2):
+            cl = c + (t >> 1)
+            if cutlass.const_expr(cfg.uneven):  # a missing second chunk: loaded, its scales zeroed
+                cl = cutlass.min(cl, cfg.chunks - 1)
+            src = cute.zipped_divide(mX, (1, 16))[(None, (row, 2 * cl + (t & 1)))]
+            k0 = CHUNK_K * cl + 32 * (t & 1)
+        else:
+            src = cute.zipped_divide(mX, (1, 8))[(None, (row, 4 * c + t))]
+            k0 = CHUNK_K * c + 16 * t
         rX = cute.make_rmem_tensor_like(src)
         cute.autovec_copy(src, rX)
         x = cute.recast_tensor(rX, Uint32)
         words = []
-        for s in cutlass.range_constexpr(4):
+        for s in cutlass.range_constexpr(4 * n):
             i = 4 * (s // 2) + s % 2
             for sel in (0x5410, 0x7632):  # low halves of words i, i + 2; then their high halves
                 words.append(prmt(Uint32(x[i]), Uint32(x[i + 2]), Uint32(sel)))
-        if cutlass.const_expr(self.cfg.k_valid < self.cfg.k):
-            live = CHUNK_K * c + 16 * t < self.cfg.k_valid
-            words = [cutlass.select_(live, w, Uint32(0)) for w in words]
+        if cutlass.const_expr(cfg.k_valid < cfg.k):  # per 16-K block of the lane (8 words each)
+            live = [k0 + 16 * b < cfg.k_valid for b in range(n)]
+            words = [cutlass.select_(live[w // 8], v, Uint32(0)) for w, v in enumerate(words)]
         return words
 
     @cute.jit
-    def fragment_global(self, mCodes, mScales, local, unit, j, c, lane):
+    def fragment_global(self, mCodes, mScales, local, unit, c, n, lane):
         """:meth:`fragment`'s registers read from global memory (no ring)."""
         cfg = self.cfg
         g, t = lane // 4, lane % 4
-        gA = cute.zipped_divide(mCodes, (1, 2))
-        words, scales = [], []
-        for rh in cutlass.range_constexpr(2):
-            row = self.tile_row(unit, j) + g + 8 * rh
-            src = gA[(None, (local, row * (cfg.k // 16) + 4 * c + t))]
-            r = cute.make_rmem_tensor_like(src)
-            cute.autovec_copy(src, r)
-            words += [Uint32(r[0]), Uint32(r[1])]
-            scales.append(Uint32(mScales[local, scale_word(row, c, cfg.chunks, cfg.scale_layout)]))
-        return words, scales
+        cl = c
+        if cutlass.const_expr(n == 2):
+            cl = c + (t >> 1)
+            if cutlass.const_expr(cfg.uneven):
+                cl = cutlass.min(cl, cfg.chunks - 1)
+        gA = cute.zipped_divide(mCodes, (1, 2 * n))
+        codes, scales = [], []
+        for j in cutlass.range_constexpr(TILES_PER_UNIT):
+            words, sw = [], []
+            for rh in cutlass.range_constexpr(2):
+                row = self.weight_row(unit, j, g + 8 * rh)
+                v = row * (cfg.k // 16) + 4 * c + t
+                if cutlass.const_expr(n == 2):
+                    v = row * (cfg.k // 32) + 2 * cl + (t & 1)
+                src = gA[(None, (local, v))]
+                r = cute.make_rmem_tensor_like(src)
+                cute.autovec_copy(src, r)
+                words += [Uint32(r[w]) for w in range(2 * n)]
+                sw.append(Uint32(mScales[local, scale_word(row, cl, cfg.chunks, cfg.scale_layout)]))
+            codes.append(words)
+            scales.append(sw)
+        return codes, scales
 
     @cute.jit
-    def fragment(self, sA, sS, st, j, i, warp, lane):
-        """The lane's code words of tile ``j`` and its ``i``-th chunk — bytes ``[8 t, 8 t + 8)`` of
-        rows ``g`` and ``g + 8`` — and the two rows' scale words, from ring stage ``st``."""
+    def fragment(self, sA, sS, st, i, n, warp, lane):
+        """Per tile, the lane's code words of the K step at chunk ``i`` from ring stage ``st`` —
+        two chunks: bytes ``[16 (t % 2), + 16)`` of chunk ``i + t // 2`` of rows ``g`` and
+        ``g + 8`` (two 128-bit loads); one: bytes ``[8 t, 8 t + 8)`` (two 64-bit loads) — and the
+        two rows' scale words of the lane's chunk (one 64-bit load)."""
+        cfg = self.cfg
         g, t = lane // 4, lane % 4
-        half = ring_half(g, t // 2)  # rows g and g + 8 share the swap
-        words = []
-        for rh in cutlass.range_constexpr(2):
-            src = sA[None, t % 2, half, g + 8 * rh, j, i, warp, st]
-            r = cute.make_rmem_tensor_like(src)
-            cute.autovec_copy(src, r)
-            words += [Uint32(r[0]), Uint32(r[1])]
-        src = sS[None, g, j, i, warp, st]
-        rs = cute.make_rmem_tensor_like(src)
-        cute.autovec_copy(src, rs)
-        return words, [Uint32(rs[0]), Uint32(rs[1])]
+        sA4 = cute.make_tensor(sA.iterator, cute.make_layout((4, 4, *sA.shape[3:])))
+        codes, scales = [], []
+        for j in cutlass.range_constexpr(TILES_PER_UNIT):
+            words = []
+            for rh in cutlass.range_constexpr(2):
+                row = g + 8 * rh
+                if cutlass.const_expr(n == 2):  # chunk parity t // 2, half t % 2: slot t ^ (row // 2) % 4
+                    src = sA4[None, ring_slot(row, t >> 1, t & 1), row, j, i >> 1, warp, st]
+                else:
+                    src = sA[None, t % 2, ring_slot(row, i, t >> 1, True), row, j, i >> 1, warp, st]
+                r = cute.make_rmem_tensor_like(src)
+                cute.autovec_copy(src, r)
+                words += [Uint32(r[w]) for w in range(2 * n)]
+            codes.append(words)
+            ic = i
+            if cutlass.const_expr(n == 2):
+                ic = i + (t >> 1)
+            src = sS[None, g >> 2, g & 3, j, ic, warp, st]  # rows g, g + 8
+            rs = cute.make_rmem_tensor_like(src)
+            cute.autovec_copy(src, rs)
+            scales.append([Uint32(rs[0]), Uint32(rs[1])])
+        return codes, scales
 
     @cute.jit
-    def tile_mma(self, acc, j, rA, rS, tok, lane):
-        """Tile ``j`` x one K chunk: the lane's scales are byte ``t`` of its rows' words; each code
-        word gives the BF16/FP16 pairs of two k16 steps (itself, then shifted by 8 bits); 4 MMAs."""
+    def tile_mma(self, acc, j, rA, rS, tok, n, lane):
+        """Tile ``j`` x one K step of ``n`` chunks: the lane's scales are bytes of its rows'
+        words (one chunk: byte ``t``; two: bytes ``2 (t % 2)`` and ``2 (t % 2) + 1``, one per
+        16-K block); code word ``s // 2`` of each row gives step ``s``'s nibble pairs
+        ``(p, p + 4)``, ``p = 2 (s % 2) + (0, 1)``; ``4 n`` MMAs."""
         t = Uint32(lane % 4)
-        scales = scale_pair(prmt(rS[0], rS[1], t | ((t + Uint32(4)) << Uint32(4))), self.cfg.dtype)
-        hi = [w >> Uint32(8) for w in rA]
-        for s in cutlass.range_constexpr(4):
-            src = rA if s % 2 == 0 else hi
-            wg, wg8 = src[s // 2], src[2 + s // 2]
-            a = [self.dequant(wg, 0), self.dequant(wg8, 0), self.dequant(wg, 1), self.dequant(wg8, 1)]
-            a = [mul_half2(a[r], scales[r % 2], self.cfg.dtype) for r in range(4)]
+        blocks = [t] if n == 1 else [(t & Uint32(1)) * Uint32(2) + Uint32(b) for b in range(2)]
+        scales = [scale_pair(prmt(rS[0], rS[1], b | ((b + Uint32(4)) << Uint32(4))), self.cfg.dtype) for b in blocks]
+        halves = [self.dequant(w) for w in rA]  # rows g: words 0 .. 2n-1; g + 8: the next 2n
+        for s in cutlass.range_constexpr(4 * n):
+            wg, wg8, p = halves[s // 2], halves[2 * n + s // 2], 2 * (s % 2)
+            a = [wg[p], wg8[p], wg[p + 1], wg8[p + 1]]
+            a = [mul_half2(a[r], scales[s // 4][r % 2], self.cfg.dtype) for r in range(4)]
             c4 = mma_m16n8k16(a, [tok[2 * s], tok[2 * s + 1]], [acc[4 * j + v] for v in range(4)], self.cfg.dtype)
             for v in cutlass.range_constexpr(4):
                 acc[4 * j + v] = c4[v]
 
     @cute.jit
-    def dequant(self, w, p: int):
-        """Nibbles ``p`` and ``p + 4`` of ``w`` (``p`` = 0, 1) -> a half2 of the codes (E2M1 bits in
-        the half's exponent/mantissa, sign at bit 15; see the intrinsics' operand pre-scale)."""
-        sh = CODE_SHIFT[self.cfg.dtype]
-        mag, sign = sh - 4 * p, 12 - 4 * p  # left shifts of the nibble's magnitude and sign
-        if cutlass.const_expr(sign - mag >= 4):  # the two copies do not overlap: one multiply
-            x = w & Uint32(0x000F000F << (4 * p))
-            return (x * Uint32((1 << mag) + (1 << sign))) & Uint32(((0x7 << sh) | 0x8000) * 0x10001)
-        m = (w & Uint32(0x00070007 << (4 * p))) << Uint32(mag)
-        return (w & Uint32(0x00080008 << (4 * p))) * Uint32(1 << sign) + m
+    def dequant(self, w):
+        """A code word -> the 4 half2 of its nibble pairs ``(p, p + 4)``, p = 0..3 (E2M1 bits in
+        the half's exponent/mantissa, sign at bit 15; see the intrinsics' operand pre-scale):
+        one LOP3 and at most one shift each, plus one shared shift (:func:`e2m1_pair_plan`)."""
+        d, plan = e2m1_pair_plan(self.cfg.dtype)
+        side = {1: w << Uint32(d), -1: w >> Uint32(d)}
+        return [_shifted((w & Uint32(wm)) | (side[sd] & Uint32(vm)), sh) for wm, sd, vm, sh in plan]
 
     # -- reduction over the K split and epilogue ----------------------------------------------
     def epilogue_parts(self) -> list:
@@ -701,12 +824,12 @@ class DecodeGemvSm90:
 
     @cute.jit
     def store_block(self, mOut, rScal, blk, vals, pair, valid, lane):
-        """Output columns ``[16 blk, 16 blk + 16)`` of ``pair``: ``vals`` are rows g and g + 8,
+        """Output block ``blk`` of ``pair`` (:meth:`column`): ``vals`` are MMA rows g and g + 8,
         in FP32 (FC2) or the token dtype (FC1)."""
         out_t = Float32 if self.cfg.phase == "fc2" else TOKEN_DTYPES[self.cfg.dtype][0]
         if valid:
             for h in cutlass.range_constexpr(2):
-                mOut[pair, blk * 16 + lane // 4 + 8 * h] = out_t(vals[h])
+                mOut[pair, self.column(blk, lane // 4 + 8 * h)] = out_t(vals[h])
 
     @cute.jit
     def swiglu(self, gate, up):
@@ -837,10 +960,14 @@ def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_
 def _words(t: torch.Tensor, experts: int, name: str) -> torch.Tensor:
     """A stored weight tensor as int32 words per expert: a view (no copy) or a clear error."""
     try:
-        return t.view(torch.uint8).view(experts, -1).view(torch.int32)
+        words = t.view(torch.uint8).view(experts, -1).view(torch.int32)
     except RuntimeError as err:
         raise ValueError(f"fused decode: MoEWeights.{name} (shape {tuple(t.shape)}, strides {t.stride()}) must be "
                          f"contiguous and 4-byte aligned to be read in place: {err}") from None
+    if words.data_ptr() % 16:
+        raise ValueError(f"fused decode: MoEWeights.{name} starts at address {words.data_ptr():#x}; the kernels "
+                         "read it in 16-byte vectors (an allocation's start, or an expert slice of one, is aligned)")
+    return words
 
 
 class FusedDecode:

@@ -39,12 +39,12 @@ import torch
 from cutlass import Float32, Uint8, Uint32
 from cutlass.cute.runtime import make_fake_compact_tensor
 
-from ..quantization.fragments import ring_half, round_up
+from ..quantization.fragments import ring_slot, round_up
 from ..quantization.layouts import scale_word
 from ..quantization.nvfp4 import record_bytes
 from .intrinsics import (TOKEN_DTYPES, abs_max, butterfly, f32x2_to_e2m1x2, f32x8_to_e2m1x8, mma_m16n8k64_nvf4,
                          nvfp4_block_scale)
-from .moe_decode import DecodeGemvSm90, FusedDecode
+from .moe_decode import TILES_PER_UNIT, DecodeGemvSm90, FusedDecode
 
 
 # the kernel vs its exact host model, one token: output rounding plus at most a few one-step
@@ -78,16 +78,22 @@ class DecodeGemvSm120(DecodeGemvSm90):
         return make_fake_compact_tensor(Uint8, (pairs, record_stride(self.cfg.out_cols)), stride_order=(1, 0),
                                         assumed_align=16)
 
+    @property
+    def interleaved(self) -> bool:
+        return self.cfg.phase == "fc2"  # FC1's requantized blocks are 16 consecutive columns
+
     @staticmethod
     def operand_scale(dtype: str) -> float:
         return 1.0  # block-scaled operands carry their true scale
+
+    step_chunks = 1  # one block-scaled MMA per chunk
 
     @property
     def token_words(self) -> int:
         return 3  # two code words and the chunk's scale word
 
     @cute.jit
-    def token_operand(self, mX, xg, row, c, lane):
+    def token_operand(self, mX, xg, row, c, n, lane):
         """``[b0, b1, scale word]``: K ``[8 t, 8 t + 8)`` and ``[32 + 8 t, 32 + 8 t + 8)`` of chunk ``c``."""
         if cutlass.const_expr(self.cfg.phase == "fc1"):
             return self.quantize_tokens(mX, xg, row, c, lane)
@@ -129,24 +135,29 @@ class DecodeGemvSm120(DecodeGemvSm90):
         return [regs[0], regs[1], butterfly(sf, (2,), operator.or_)]  # lanes t, t ^ 2 hold the other two blocks
 
     @cute.jit
-    def fragment_global(self, mCodes, mScales, local, unit, j, c, lane):
+    def fragment_global(self, mCodes, mScales, local, unit, c, n, lane):
         cfg = self.cfg
         g, t = lane // 4, lane % 4
-        rows = [self.tile_row(unit, j) + g + 8 * rh for rh in range(2)]
-        words = [Uint32(mCodes[local, rows[r % 2] * (cfg.k // 8) + 8 * c + 4 * (r // 2) + t]) for r in range(4)]
-        srow = self.tile_row(unit, j) + g + 8 * (t % 2)
-        return words, Uint32(mScales[local, scale_word(srow, c, cfg.chunks, cfg.scale_layout)])
+        codes, scales = [], []
+        for j in cutlass.range_constexpr(TILES_PER_UNIT):
+            rows = [self.weight_row(unit, j, g + 8 * rh) for rh in range(2)]
+            codes.append([Uint32(mCodes[local, rows[r % 2] * (cfg.k // 8) + 8 * c + 4 * (r // 2) + t])
+                          for r in range(4)])
+            scales.append(Uint32(mScales[local, scale_word(self.weight_row(unit, j, g + 8 * (t % 2)), c, cfg.chunks, cfg.scale_layout)]))
+        return codes, scales
 
     @cute.jit
-    def fragment(self, sA, sS, st, j, i, warp, lane):
-        """A registers: word ``t`` of half ``r // 2`` of row ``g + 8 (r % 2)``; the scale word of
-        row ``g + 8 (t % 2)`` (the lanes ``thread-id-a = 0`` reads)."""
+    def fragment(self, sA, sS, st, i, n, warp, lane):
+        """Per tile, A registers: word ``t`` of half ``r // 2`` of row ``g + 8 (r % 2)``; the scale
+        word of row ``g + 8 (t % 2)`` (the lanes ``thread-id-a = 0`` reads)."""
         g, t = lane // 4, lane % 4
-        words = [Uint32(sA[t % 2, t // 2, ring_half(g, r // 2), g + 8 * (r % 2), j, i, warp, st]) for r in range(4)]
-        return words, Uint32(sS[t % 2, g, j, i, warp, st])
+        lone = self.cfg.per_warp % 2 == 1 and i == self.cfg.per_warp - 1
+        codes = [[Uint32(sA[t % 2, t // 2, ring_slot(g, i, r // 2, lone), g + 8 * (r % 2), j, i >> 1, warp, st])
+                  for r in range(4)] for j in range(TILES_PER_UNIT)]
+        return codes, [Uint32(sS[t % 2, g >> 2, g & 3, j, i, warp, st]) for j in range(TILES_PER_UNIT)]
 
     @cute.jit
-    def tile_mma(self, acc, j, rA, rS, tok, lane):
+    def tile_mma(self, acc, j, rA, rS, tok, n, lane):
         """Tile ``j`` x one K chunk: one block-scaled MMA."""
         c4 = mma_m16n8k64_nvf4(rA, [tok[0], tok[1]], [acc[4 * j + v] for v in range(4)], rS, tok[2], 0, 0)
         for v in cutlass.range_constexpr(4):
