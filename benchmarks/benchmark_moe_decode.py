@@ -2,9 +2,9 @@
 before every replay, median of 50), with the read-only ceiling and the measured HBM read
 bandwidth. One JSON + PNG per preset:
 
-    python benchmarks/benchmark_moe_decode.py [--out DIR] [--preset P ...]
+    python benchmarks/benchmark_moe_decode.py [--out DIR] [--preset P ...] [--shape H,I,E,K,ACT ...]
 
-Files: moe_decode_<preset>_<gpu>_<date>.{json,png} in DIR (default benchmarks/results/).
+Files: moe_decode_<preset or shape>_<gpu>_<date>.{json,png} in DIR (default benchmarks/results/).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from trtllm_b12x.cli import main as cli_main
+from trtllm_b12x.models import parse_shape
 
 DEFAULT_PRESETS = ("qwen3-30b-a3b", "nemotron-3-super")
 
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--preset", nargs="+", default=list(DEFAULT_PRESETS))
+    ap.add_argument("--shape", nargs="+", default=[], help="layer shapes no preset has, H,I,E,K,ACT each")
     ap.add_argument("--reps", type=int, default=50)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -34,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     day = datetime.date.today().isoformat()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for preset in args.preset:
-        stem = out / f"moe_decode_{preset}_{gpu}_{day}"
-        rc = cli_main(["bench", "--preset", preset, "--reps", str(args.reps),
-                       "--json", f"{stem}.json", "--plot", f"{stem}.png"])
+    layers = [("--preset", p, p) for p in args.preset] + [("--shape", s, parse_shape(s).name) for s in args.shape]
+    for flag, value, name in layers:
+        stem = out / f"moe_decode_{name}_{gpu}_{day}"
+        rc = cli_main(["bench", flag, value, "--reps", str(args.reps), "--json", f"{stem}.json", "--plot", f"{stem}.png"])
         if rc:
             return rc
     return 0

@@ -18,6 +18,16 @@ def test_bench_smoke_prints_table_and_writes_results(tmp_path, capsys):
     assert png.stat().st_size > 10_000
 
 
+def test_bench_takes_a_shape_no_preset_has(tmp_path, capsys):
+    out = tmp_path / "s.json"
+    rc = main(["bench", "--shape", "256,704,8,2,swiglu", "--tokens", "2", "--reps", "1", "--device", "cpu",
+               "--json", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "H=256 I=704 E=8 top-k=2 swiglu" in text
+    data = json.loads(out.read_text())
+    assert [r["m"] for r in data["rows"]] == [2] and data["rows"][0]["latency_us"] > 0
+
+
 def test_doctor_prints_its_table(capsys):
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
@@ -65,6 +75,13 @@ USER_ERRORS = [
     (["bench", "--skew", "-1"], "argument --skew: -1 must be a finite number >= 0"),
     (["bench", "--reps", "0"], "argument --reps: 0 must be > 0"),
     (["bench", "--top-k", "4"], "--top-k applies to --checkpoint layers"),
+    (["bench", "--shape", "4096,14336,8"], "--shape: shape '4096,14336,8': expected H,I,E,K,ACT"),
+    (["bench", "--shape", "4096,14336,8,2,gelu"], "activation 'gelu'; supported: swiglu, relu2"),
+    (["bench", "--shape", "4096,700,8,2,swiglu"], "I=700 must be a positive multiple of 16"),
+    (["bench", "--shape", "4096,704,8,9,swiglu"], "top-k K=9 and experts E=8 need 1 <= K <= E"),
+    (["bench", "--shape", "4096,x,8,2,swiglu"], "H, I, E and K must be integers"),
+    (["bench", "--shape", "256,64,8,2,relu2", "--preset", "qwen3-30b-a3b"], "give one"),
+    (["bench", "--shape", "256,64,8,2,relu2", "--num-experts", "9"], "--num-experts 9: must be in [2, 8]"),
     (["doctor", "--sm", "80"], "invalid choice: 80"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]

@@ -66,7 +66,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             weights.num_experts, args.top_k or 8, "swiglu" if weights.gated else "relu2", str(args.checkpoint),
         )
     else:
-        shape = get_preset(args.preset)
+        shape = args.layer_shape
         with _progress(console, f"generating synthetic NVFP4 weights for {shape.name} on {device}"):
             weights = make_moe_weights(shape, seed=args.seed, device=device, num_experts=args.num_experts)
         shape = dataclasses.replace(shape, num_experts=weights.num_experts)  # what ran, also in the JSON
@@ -202,7 +202,7 @@ def _non_negative(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from .arch import TARGETS
-    from .models import DEFAULT_PRESET, PRESETS
+    from .models import DEFAULT_PRESET, PRESETS, SHAPE_FORMAT
 
     p = _Parser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"{PROG} {package_version('trtllm-b12x')}")
@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     b = sub.add_parser("bench", help="benchmark MoE decode implementations on a preset or checkpoint layer")
-    b.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    b.add_argument("--preset", choices=sorted(PRESETS), help=f"a preset layer (default {DEFAULT_PRESET})")
+    b.add_argument("--shape", help=f"a layer shape no preset has: {SHAPE_FORMAT}")
     b.add_argument("--checkpoint", help="ModelOpt NVFP4 checkpoint directory (instead of a preset)")
     b.add_argument("--num-experts", type=_positive(), help="generate only this many experts of the preset (a quick look)")
     b.add_argument("--layer", type=int, default=0, help="MoE layer index in --checkpoint")
@@ -245,7 +246,7 @@ def check_bench(args: argparse.Namespace) -> None:
     import torch
 
     from .bench.moe import IMPLS
-    from .models import get_preset
+    from .models import DEFAULT_PRESET, get_preset, parse_shape
 
     if args.impl and (unknown := sorted(set(args.impl) - {i.name for i in IMPLS})):
         raise UsageError(f"--impl: unknown implementation(s) {', '.join(unknown)}; known: "
@@ -263,20 +264,26 @@ def check_bench(args: argparse.Namespace) -> None:
         if (dev.index or 0) >= n:
             raise UsageError(f"--device {args.device}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
     args.device = dev
+    if sum(x is not None for x in (args.preset, args.shape, args.checkpoint)) > 1:
+        raise UsageError("--preset, --shape and --checkpoint each name the layer: give one")
     if args.checkpoint:
         if not Path(args.checkpoint).exists():
             raise UsageError(f"--checkpoint {args.checkpoint}: no such file or directory")
         if args.num_experts is not None:
-            raise UsageError("--num-experts applies to presets; a --checkpoint layer has its own experts")
+            raise UsageError("--num-experts applies to presets and shapes; a --checkpoint layer has its own experts")
         if args.layer < 0:
             raise UsageError(f"--layer {args.layer}: a layer index is >= 0")
         return
-    shape = get_preset(args.preset)
+    try:
+        shape = parse_shape(args.shape) if args.shape is not None else get_preset(args.preset or DEFAULT_PRESET)
+    except ValueError as err:
+        raise UsageError(f"--shape: {err}") from None
     if args.top_k:
-        raise UsageError("--top-k applies to --checkpoint layers; presets carry their own top-k")
+        raise UsageError("--top-k applies to --checkpoint layers; presets and shapes carry their own top-k")
     if args.num_experts is not None and not shape.top_k <= args.num_experts <= shape.num_experts:
         raise UsageError(f"--num-experts {args.num_experts}: must be in [{shape.top_k}, {shape.num_experts}] "
                          f"for {shape.name} (top-k to all experts)")
+    args.layer_shape = shape
 
 
 def check_doctor(args: argparse.Namespace) -> None:

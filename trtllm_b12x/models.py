@@ -57,6 +57,29 @@ def get_preset(name: str) -> MoEShape:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
 
 
+SHAPE_ACTIVATIONS = ("swiglu", "relu2")
+SHAPE_FORMAT = "H,I,E,K,ACT (hidden, intermediate, experts, top-k, swiglu|relu2; e.g. 4096,14336,8,2,swiglu)"
+
+
+def parse_shape(text: str) -> MoEShape:
+    """A layer shape no preset has, from ``H,I,E,K,ACT`` (:data:`SHAPE_FORMAT`); a clear error otherwise."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 5:
+        raise ValueError(f"shape {text!r}: expected {SHAPE_FORMAT}")
+    try:
+        h, i, e, k = (int(p) for p in parts[:4])
+    except ValueError:
+        raise ValueError(f"shape {text!r}: H, I, E and K must be integers; expected {SHAPE_FORMAT}") from None
+    if parts[4] not in SHAPE_ACTIVATIONS:
+        raise ValueError(f"shape {text!r}: activation {parts[4]!r}; supported: {', '.join(SHAPE_ACTIVATIONS)}")
+    for name, v in (("H", h), ("I", i)):
+        if v <= 0 or v % 16:
+            raise ValueError(f"shape {text!r}: {name}={v} must be a positive multiple of 16 (one NVFP4 scale block)")
+    if not 0 < k <= e:
+        raise ValueError(f"shape {text!r}: top-k K={k} and experts E={e} need 1 <= K <= E")
+    return MoEShape(f"shape-{h}x{i}-e{e}-k{k}-{parts[4]}", h, i, e, k, parts[4], checkpoint="")
+
+
 # Synthetic activations are N(0, 1); their calibrated amax is about this.
 _ACT_AMAX = 6.0
 
