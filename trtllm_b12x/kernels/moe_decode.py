@@ -964,9 +964,6 @@ def _words(t: torch.Tensor, experts: int, name: str) -> torch.Tensor:
     except RuntimeError as err:
         raise ValueError(f"fused decode: MoEWeights.{name} (shape {tuple(t.shape)}, strides {t.stride()}) must be "
                          f"contiguous and 4-byte aligned to be read in place: {err}") from None
-    if words.data_ptr() % 16:
-        raise ValueError(f"fused decode: MoEWeights.{name} starts at address {words.data_ptr():#x}; the kernels "
-                         "read it in 16-byte vectors (an allocation's start, or an expert slice of one, is aligned)")
     return words
 
 
@@ -1008,6 +1005,10 @@ class FusedDecode:
             return f"hidden size {w.hidden_size} is not a multiple of {CHUNK_K} (tier {cls.tier})"
         if w.num_experts > MAX_EXPERTS:
             return f"{w.num_experts} local experts; supported: up to {MAX_EXPERTS}"
+        for name in ("w13", "w13_scale", "w2", "w2_scale"):
+            if (ptr := getattr(w, name).data_ptr()) % 16:
+                return (f"MoEWeights.{name} starts at address {ptr:#x}; the kernels read it in 16-byte vectors "
+                        "(an allocation's start, or an expert slice of one, is aligned)")
         return None
 
     @staticmethod
