@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .activation import SUPPORTED as ACTIVATION_KINDS
 from .activation import Activation
 from .quantization.bundle import MoEWeights, expert_bytes
 from .quantization.nvfp4 import quantize_weight
@@ -57,7 +58,6 @@ def get_preset(name: str) -> MoEShape:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
 
 
-SHAPE_ACTIVATIONS = ("swiglu", "relu2")
 SHAPE_FORMAT = "H,I,E,K,ACT (hidden, intermediate, experts, top-k, swiglu|relu2; e.g. 4096,14336,8,2,swiglu)"
 
 
@@ -70,8 +70,8 @@ def parse_shape(text: str) -> MoEShape:
         h, i, e, k = (int(p) for p in parts[:4])
     except ValueError:
         raise ValueError(f"shape {text!r}: H, I, E and K must be integers; expected {SHAPE_FORMAT}") from None
-    if parts[4] not in SHAPE_ACTIVATIONS:
-        raise ValueError(f"shape {text!r}: activation {parts[4]!r}; supported: {', '.join(SHAPE_ACTIVATIONS)}")
+    if parts[4] not in ACTIVATION_KINDS:
+        raise ValueError(f"shape {text!r}: activation {parts[4]!r}; supported: {', '.join(ACTIVATION_KINDS)}")
     for name, v in (("H", h), ("I", i)):
         if v <= 0 or v % 16:
             raise ValueError(f"shape {text!r}: {name}={v} must be a positive multiple of 16 (one NVFP4 scale block)")

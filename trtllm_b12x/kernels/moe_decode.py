@@ -376,7 +376,7 @@ class DecodeGemvSm90:
             if cutlass.const_expr(cfg.stages > 0):
                 cute.arch.cp_async_wait_group(cfg.stages - 1)  # this thread's copies of item `it` landed
                 cute.arch.sync_warp()  # ... and its warp's (a warp reads only the slice it copied)
-                w_args = (sA, sS, st)
+                w_args = (sA, sA4, sS, st)
             acc = self.mainloop(mX, rScal[2], rTok if self.keeps_tokens else None, w_args, warp, lane, row)
             self.reduce_store(acc, (it - start) % cfg.red_buffers, warp, lane, sRed, rScal, rPair, rWt, mPart, unit,
                               base, n)
@@ -519,24 +519,24 @@ class DecodeGemvSm90:
                         v = self.weight_row(unit, j, r) * (cfg.k // 32) + 2 * c + h
                         cute.copy(vec, _vec(gA[(None, (local, v))]),
                                   _vec(sA4[None, ring_slot(r, i, h, grp == 1), r, j, i >> 1, warp, st]))
-        tiles = range(TILES_PER_UNIT)
+        tiles = list(range(TILES_PER_UNIT))
         vec_tiles = [j for j in tiles if self.vector_scales(j)]
         if cutlass.const_expr(not vec_tiles):
-            self.copy_scales(mScales, sS, local, unit, st, warp, lane, list(tiles), False)
-        else:
-            word_tiles = [j for j in tiles if j not in vec_tiles]
-            if cutlass.const_expr(self.column_span % SF_TILE_ROWS == 0):  # every block is full
-                self.copy_scales(mScales, sS, local, unit, st, warp, lane, vec_tiles, True)
-                if cutlass.const_expr(word_tiles):
-                    self.copy_scales(mScales, sS, local, unit, st, warp, lane, word_tiles, False)
-            else:
-                blk = self.tile_index(unit, 0)
-                if (blk // 8 + 1) * SF_TILE_ROWS <= self.column_span:  # uniform over the warp
-                    self.copy_scales(mScales, sS, local, unit, st, warp, lane, vec_tiles, True)
-                    if cutlass.const_expr(word_tiles):
-                        self.copy_scales(mScales, sS, local, unit, st, warp, lane, word_tiles, False)
-                else:  # the last, partial block: its runs are closer than 32 rows
-                    self.copy_scales(mScales, sS, local, unit, st, warp, lane, list(tiles), False)
+            self.copy_scales(mScales, sS, local, unit, st, warp, lane, tiles, False)
+        elif cutlass.const_expr(self.column_span % SF_TILE_ROWS == 0):  # every block is full
+            self.copy_unit_scales(mScales, sS, local, unit, st, warp, lane, vec_tiles)
+        elif (self.tile_index(unit, 0) // 8 + 1) * SF_TILE_ROWS <= self.column_span:  # uniform over the warp
+            self.copy_unit_scales(mScales, sS, local, unit, st, warp, lane, vec_tiles)
+        else:  # the last, partial block: its runs are closer than 32 rows
+            self.copy_scales(mScales, sS, local, unit, st, warp, lane, tiles, False)
+
+    @cute.jit
+    def copy_unit_scales(self, mScales, sS, local, unit, st, warp, lane, vec_tiles):
+        """A full block's scales: 16-byte units for ``vec_tiles``, words for the other tiles."""
+        self.copy_scales(mScales, sS, local, unit, st, warp, lane, vec_tiles, True)
+        word_tiles = [j for j in range(TILES_PER_UNIT) if j not in vec_tiles]
+        if cutlass.const_expr(word_tiles):
+            self.copy_scales(mScales, sS, local, unit, st, warp, lane, word_tiles, False)
 
     @cute.jit
     def copy_scales(self, mScales, sS, local, unit, st, warp, lane, tiles, vector):
@@ -570,6 +570,17 @@ class DecodeGemvSm90:
         """The warp's K slice as (first chunk, chunks) steps of ``step_chunks`` (the last may be short)."""
         per = self.cfg.per_warp
         return [(i, min(self.step_chunks, per - i)) for i in range(0, per, self.step_chunks)]
+
+    @cute.jit
+    def step_chunk(self, c, n, lane):
+        """The chunk lane ``4 g + t`` reads in the K step of ``n`` chunks at ``c``: ``c + t // 2``
+        for two (a missing second chunk of the last warp's step clamped: read, its scales zeroed)."""
+        if cutlass.const_expr(n == 1):
+            return c
+        cl = c + ((lane % 4) >> 1)
+        if cutlass.const_expr(self.cfg.uneven):
+            cl = cutlass.min(cl, self.cfg.chunks - 1)
+        return cl
 
     @property
     def token_words(self) -> int:
@@ -647,9 +658,7 @@ class DecodeGemvSm90:
         cfg = self.cfg
         t = lane % 4
         if cutlass.const_expr(n == 2):
-            cl = c + (t >> 1)
-            if cutlass.const_expr(cfg.uneven):  # a missing second chunk: loaded, its scales zeroed
-                cl = cutlass.min(cl, cfg.chunks - 1)
+            cl = self.step_chunk(c, n, lane)
             src = cute.zipped_divide(mX, (1, 16))[(None, (row, 2 * cl + (t & 1)))]
             k0 = CHUNK_K * cl + 32 * (t & 1)
         else:
@@ -673,11 +682,7 @@ class DecodeGemvSm90:
         """:meth:`fragment`'s registers read from global memory (no ring)."""
         cfg = self.cfg
         g, t = lane // 4, lane % 4
-        cl = c
-        if cutlass.const_expr(n == 2):
-            cl = c + (t >> 1)
-            if cutlass.const_expr(cfg.uneven):
-                cl = cutlass.min(cl, cfg.chunks - 1)
+        cl = self.step_chunk(c, n, lane)
         gA = cute.zipped_divide(mCodes, (1, 2 * n))
         codes, scales = [], []
         for j in cutlass.range_constexpr(TILES_PER_UNIT):
@@ -697,14 +702,12 @@ class DecodeGemvSm90:
         return codes, scales
 
     @cute.jit
-    def fragment(self, sA, sS, st, i, n, warp, lane):
+    def fragment(self, sA, sA4, sS, st, i, n, warp, lane):
         """Per tile, the lane's code words of the K step at chunk ``i`` from ring stage ``st`` —
         two chunks: bytes ``[16 (t % 2), + 16)`` of chunk ``i + t // 2`` of rows ``g`` and
         ``g + 8`` (two 128-bit loads); one: bytes ``[8 t, 8 t + 8)`` (two 64-bit loads) — and the
         two rows' scale words of the lane's chunk (one 64-bit load)."""
-        cfg = self.cfg
         g, t = lane // 4, lane % 4
-        sA4 = cute.make_tensor(sA.iterator, cute.make_layout((4, 4, *sA.shape[3:])))
         codes, scales = [], []
         for j in cutlass.range_constexpr(TILES_PER_UNIT):
             words = []
@@ -718,7 +721,7 @@ class DecodeGemvSm90:
                 cute.autovec_copy(src, r)
                 words += [Uint32(r[w]) for w in range(2 * n)]
             codes.append(words)
-            ic = i
+            ic = i  # the lane's chunk in the ring (a missing second one: unwritten, its scales zeroed)
             if cutlass.const_expr(n == 2):
                 ic = i + (t >> 1)
             src = sS[None, g >> 2, g & 3, j, ic, warp, st]  # rows g, g + 8
@@ -960,11 +963,10 @@ def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_
 def _words(t: torch.Tensor, experts: int, name: str) -> torch.Tensor:
     """A stored weight tensor as int32 words per expert: a view (no copy) or a clear error."""
     try:
-        words = t.view(torch.uint8).view(experts, -1).view(torch.int32)
+        return t.view(torch.uint8).view(experts, -1).view(torch.int32)
     except RuntimeError as err:
         raise ValueError(f"fused decode: MoEWeights.{name} (shape {tuple(t.shape)}, strides {t.stride()}) must be "
                          f"contiguous and 4-byte aligned to be read in place: {err}") from None
-    return words
 
 
 class FusedDecode:
