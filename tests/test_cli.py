@@ -28,6 +28,17 @@ def test_bench_takes_a_shape_no_preset_has(tmp_path, capsys):
     assert [r["m"] for r in data["rows"]] == [2] and data["rows"][0]["latency_us"] > 0
 
 
+def test_bench_runs_each_routing_into_its_own_file(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = main(["bench", "--num-experts", "16", "--tokens", "2", "--reps", "1", "--device", "cpu", "--skew", "0", "1",
+               "--json", str(out), "--plot", str(tmp_path / "r.png")])
+    assert rc == 0
+    routings = [json.loads((tmp_path / f"r_skew{s}.json").read_text())["meta"]["routing"] for s in (0, 1)]
+    assert routings == ["uniform", "skewed (zipf 1.0)"] and not out.exists()
+    assert (tmp_path / "r_skew0.png").stat().st_size > 10_000 and (tmp_path / "r_skew1.png").exists()
+    assert "benchmarking (skew 1): oracle-fp32 m=2" in capsys.readouterr().out
+
+
 def test_doctor_prints_its_table(capsys):
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
@@ -74,6 +85,7 @@ USER_ERRORS = [
     (["bench", "--num-experts", "3"], "--num-experts 3: must be in [8, 128] for qwen3-30b-a3b"),
     (["bench", "--skew", "-1"], "argument --skew: -1 must be a finite number >= 0"),
     (["bench", "--reps", "0"], "argument --reps: 0 must be > 0"),
+    (["bench", "--skew", "1", "0", "1"], "--skew 1 0 1: each routing once"),
     (["bench", "--top-k", "4"], "--top-k applies to --checkpoint layers"),
     (["bench", "--shape", "4096,14336,8"], "--shape: shape '4096,14336,8': expected H,I,E,K,ACT"),
     (["bench", "--shape", "4096,14336,8,2,gelu"], "activation 'gelu'; supported: swiglu, relu2"),

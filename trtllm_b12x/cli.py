@@ -51,7 +51,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from .bench.moe import run_sweep
-    from .bench.report import plot, results_table, skipped_table, write_json
+    from .bench.report import ceiling_summary, plot, results_table, skipped_table, write_json
     from .models import MoEShape, get_preset, make_moe_weights
 
     console = _console()
@@ -76,17 +76,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"(built in {time.perf_counter() - t0:.1f} s)"
     )
     tokens = args.tokens or (GPU_TOKENS if device.type == "cuda" else CPU_TOKENS)
-    with _progress(console, "benchmarking") as progress:
-        res = run_sweep(shape, weights, tokens, impls=args.impl, reps=args.reps, skew=args.skew, seed=args.seed,
-                        progress=progress)
-    console.print(results_table(res))
-    if (sk := skipped_table(res)) is not None:
-        console.print(sk)
-    out = write_json(res, args.json or f"b12x-bench-{shape.name.replace('/', '_')}.json")
-    console.print(f"results: {out}")
-    if args.plot:
-        console.print(f"plot: {plot(res, args.plot)}")
+    json_path = Path(args.json or f"b12x-bench-{shape.name.replace('/', '_')}.json")
+    for skew in args.skew:
+        with _progress(console, "benchmarking" + (f" (skew {skew:g})" if len(args.skew) > 1 else "")) as progress:
+            res = run_sweep(shape, weights, tokens, impls=args.impl, reps=args.reps, skew=skew, seed=args.seed,
+                            progress=progress)
+        console.print(results_table(res))
+        for line in ceiling_summary(res):
+            console.print(line)
+        if (sk := skipped_table(res)) is not None:
+            console.print(sk)
+        out = write_json(res, _per_skew(json_path, skew, args.skew))
+        console.print(f"results: {out}")
+        if args.plot:
+            console.print(f"plot: {plot(res, _per_skew(Path(args.plot), skew, args.skew))}")
     return 0
+
+
+def _per_skew(path: Path, skew: float, skews: list[float]) -> Path:
+    """One output file per routing when several are run: ``<stem>_skew<s><suffix>``."""
+    return path if len(skews) == 1 else path.with_name(f"{path.stem}_skew{skew:g}{path.suffix}")
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -219,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tokens", type=_positive(), nargs="+", help="token counts (default: a decode sweep)")
     b.add_argument("--impl", nargs="+", help="only these implementations")
     b.add_argument("--reps", type=_positive(), help="timed repetitions (default 50 on GPU, 2 on CPU)")
-    b.add_argument("--skew", type=_non_negative, default=0.0, help="routing skew (0 = uniform)")
+    b.add_argument("--skew", type=_non_negative, nargs="+", default=[0.0],
+                   help="routing skew, zipf exponent (0 = uniform; several: one run and one file each)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when present)")
     b.add_argument("--json", help="results file (default: b12x-bench-<preset>.json)")
@@ -264,6 +274,8 @@ def check_bench(args: argparse.Namespace) -> None:
         if (dev.index or 0) >= n:
             raise UsageError(f"--device {args.device}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
     args.device = dev
+    if len(set(args.skew)) != len(args.skew):
+        raise UsageError(f"--skew {' '.join(f'{v:g}' for v in args.skew)}: each routing once (one results file each)")
     if sum(x is not None for x in (args.preset, args.shape, args.checkpoint)) > 1:
         raise UsageError("--preset, --shape and --checkpoint each name the layer: give one")
     if args.checkpoint:

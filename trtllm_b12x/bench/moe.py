@@ -131,6 +131,7 @@ class Row:
     roofline_pct: float | None
     rel_err: float | None
     timing: str
+    vs_ceiling: float | None = None  # latency over the read-only ceiling's at this m (same run)
 
 
 @dataclass
@@ -141,7 +142,54 @@ class BenchResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"preset": self.preset, "meta": self.meta, "rows": [asdict(r) for r in self.rows], "skipped": self.skipped}
+        return {"preset": self.preset, "meta": self.meta, "rows": [asdict(r) for r in self.rows], "skipped": self.skipped,
+                "ceiling_misses": {impl: [asdict(c) for c in cells] for impl, cells in ceiling_misses(self).items()}}
+
+
+# The fused decode's targets against the read-only ceiling: (first m, largest ratio) from m = 1 up.
+CEILING_BARS: tuple[tuple[int, float], ...] = ((1, 1.30), (8, 1.15))
+CEILING_TARGETS = ("b12x-fused", "b12x-fused-w4a4")  # the implementations held to the bars
+
+
+def ceiling_bar(m: int) -> float:
+    """The largest fused/ceiling ratio the decode aims for at ``m`` tokens."""
+    return [bar for first, bar in CEILING_BARS if m >= first][-1]
+
+
+def bars_text() -> str:
+    """The bars in words, e.g. ``<= 1.30x at m < 8, <= 1.15x at m >= 8``."""
+    parts = []
+    for i, (first, bar) in enumerate(CEILING_BARS):
+        nxt = CEILING_BARS[i + 1][0] if i + 1 < len(CEILING_BARS) else None
+        where = f"m < {nxt}" if i == 0 else (f"{first} <= m < {nxt}" if nxt else f"m >= {first}")
+        parts.append(f"<= {bar:.2f}x at {where}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class CeilingMiss:
+    m: int
+    vs_ceiling: float
+    bar: float
+
+
+def attach_ceiling_ratios(rows: list[Row]) -> None:
+    """Each row's latency over the ceiling row of its m (where the ceiling ran)."""
+    ceiling = {r.m: r.latency_us for r in rows if r.impl == CEILING}
+    for r in rows:
+        if r.impl != CEILING and r.m in ceiling:
+            r.vs_ceiling = r.latency_us / ceiling[r.m]
+
+
+def ceiling_misses(res: BenchResult) -> dict[str, list[CeilingMiss]]:
+    """Per fused implementation that ran against the ceiling, the cells above their bar."""
+    out: dict[str, list[CeilingMiss]] = {}
+    for r in res.rows:
+        if r.impl in CEILING_TARGETS and r.vs_ceiling is not None:
+            cells = out.setdefault(r.impl, [])
+            if r.vs_ceiling > ceiling_bar(r.m):
+                cells.append(CeilingMiss(r.m, r.vs_ceiling, ceiling_bar(r.m)))
+    return out
 
 
 def run_sweep(
@@ -216,6 +264,7 @@ def run_sweep(
             t = time_gpu(lambda: ceiling(ids), reps=reps, graph=True)
             gbps = nbytes / (t.median_us * 1e-6) / 1e9
             res.rows.append(Row(CEILING, m, t.median_us, unique, nbytes, gbps, 100.0 * gbps * 1e9 / peak, None, t.method))
+    attach_ceiling_ratios(res.rows)
     return res
 
 
