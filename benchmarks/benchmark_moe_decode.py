@@ -28,7 +28,7 @@ TOKENS = (1, 2, 4, 8, 16, 32, 63)  # the decode cells the bars are set for
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    ap.add_argument("--preset", nargs="+", default=list(DEFAULT_PRESETS))
+    ap.add_argument("--preset", nargs="+", help="presets (default: all, or none when --shape is given)")
     ap.add_argument("--shape", nargs="+", default=[], help="layer shapes no preset has, H,I,E,K,ACT each")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--skew", type=float, nargs="+", default=[0.0, 1.0], help="routings (0 = uniform)")
@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     day = datetime.date.today().isoformat()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    layers = [("--preset", p, p) for p in args.preset] + [("--shape", s, parse_shape(s).name) for s in args.shape]
+    presets = args.preset if args.preset is not None else ([] if args.shape else list(DEFAULT_PRESETS))
+    layers = [("--preset", p, p) for p in presets] + [("--shape", s, parse_shape(s).name) for s in args.shape]
     extra = ["--tokens", *args.tokens] + (["--impl", *args.impl] if args.impl else [])
     for flag, value, name in layers:
         for skew in args.skew:

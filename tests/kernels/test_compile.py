@@ -1,5 +1,7 @@
 """Compile every quantize variant for every target on the CPU and read its SASS."""
 
+import dataclasses
+
 import pytest
 
 from trtllm_b12x.arch import TARGETS, UnsupportedArchError, get_target
@@ -120,3 +122,41 @@ def test_k_splits_evenly_or_unevenly_but_never_over_one_warp():
         assert (warps - 1) * per < chunks <= warps * per
         assert per <= 2 * CHUNKS_PER_WARP or warps == 8
     assert copy_groups(7) == [(0, 4), (4, 2), (6, 1)] and copy_groups(8) == [(0, 4), (4, 4)]
+
+
+SHAPES_NO_PRESET = ["2048,704,64,8,swiglu", "4096,14336,8,2,swiglu"]
+
+
+@pytest.mark.parametrize("arch", sorted(TARGETS))
+@pytest.mark.parametrize("name", sorted(PRESETS) + SHAPES_NO_PRESET)
+def test_every_phase_overlaps_its_loads_in_a_ring_of_at_least_two_slots(arch, name):
+    """Where a whole K slice's stage does not fit the SM twice, an item's slice takes several
+    ring slots (parts), so the next part's loads overlap this one's math; a config that fits
+    keeps one part. Parts cover the slice exactly, and the CTA fits its part's shared memory."""
+    from trtllm_b12x.kernels.decode import phase_configs
+    from trtllm_b12x.kernels.moe_decode import occupancy
+    from trtllm_b12x.models import parse_shape
+
+    s = PRESETS[name] if name in PRESETS else parse_shape(name)
+    target = get_target(arch)
+    for cfg in phase_configs(s.hidden_size, s.intermediate_size, s.num_experts, s.default_activation(), s.top_k,
+                             "bfloat16", target):
+        assert cfg.stages >= 2
+        assert sum(cfg.part_size(q) for q in range(cfg.parts)) == cfg.per_warp
+        assert min(cfg.part_size(q) for q in range(cfg.parts)) >= 1
+        assert cfg.ctas_per_sm * (cfg.smem_bytes + 1024) <= target.smem_per_sm
+        if cfg.parts > 1:  # one part fewer would leave fewer CTAs or no second slot
+            fewer = dataclasses.replace(cfg, parts=1)
+            ctas, stages = occupancy(fewer.warps, fewer.stage_bytes, fewer.fixed_smem, target.smem_per_sm)
+            assert stages < 2 or ctas < cfg.ctas_per_sm
+
+
+def test_deepseek_fc1_on_hopper_splits_its_slice_into_ring_parts():
+    from trtllm_b12x.kernels.decode import phase_configs
+
+    s = PRESETS["deepseek-v3"]
+    fc1, fc2 = phase_configs(s.hidden_size, s.intermediate_size, s.num_experts, s.default_activation(), s.top_k,
+                             "bfloat16", get_target("sm_90a"))
+    assert (fc1.per_warp, fc1.parts, fc1.part_chunks, fc1.stages, fc1.ctas_per_sm) == (14, 4, 4, 2, 2)
+    assert [fc1.part_size(q) for q in range(4)] == [4, 4, 4, 2]
+    assert fc2.parts == 1  # fits whole

@@ -10,8 +10,9 @@ previous one's tail), no host sync, no sort launch (CUDA-graph capturable):
    one contiguous range of items: every item has at most 8 pairs (equal ranges are equal
    work), each touched expert's bytes are read once per 8 of its pairs, and consecutive items
    mostly share the entry (its pairs and its token registers). The items' weights stream
-   through a shared-memory ring (``cp.async``, ``stages`` items in flight) while the warps
-   compute earlier items.
+   through a shared-memory ring (``cp.async``, ``stages`` slots of one item each, or of one of
+   its ``parts`` K pieces where a whole item does not fit twice) while the warps compute
+   earlier ones.
    FC1 writes the activated intermediate per pair, FC2 the FP32 rows ``router_weight * W2 a``.
 3. **Slot sum** — ``out[t] = sum_k fc2[t, k]`` over the local slots (quarters of the slots,
    each in slot order, then the quarters in order).
@@ -62,7 +63,8 @@ MAX_EXPERTS = 1024  # local experts: one presence bit each, one 32-bit word per 
 WARPS_PER_SM = 16  # resident warps a phase aims for (so at most 128 registers per thread)
 MAX_WARPS = 8  # warps of one CTA
 MAX_TOKEN_REGS = 48  # registers that may hold an expert's token operands across its items
-MAX_STAGES = 4  # work items in flight per CTA (shared-memory ring)
+MAX_STAGES = 4  # ring slots per CTA (shared-memory ring)
+MAX_PARTS = 8  # ring slots one work item may take (its K slice split where a whole one does not fit twice)
 RESERVED_SMEM = 1024  # shared memory the hardware reserves per resident CTA
 
 
@@ -138,7 +140,8 @@ class GemvConfig:
     limit: float | None = None
     mma: str = "m16n8k16"  # the tier's MMA: m16n8k16 (SM90) | m16n8k64 (SM120)
     scale_layout: str = "swizzled"  # block scales: 128x4 "swizzled" or "linear" (W4A16 method)
-    stages: int = 2  # work items whose weights are in flight per CTA (shared-memory ring)
+    stages: int = 2  # ring slots per CTA: item parts whose weights are in flight (shared-memory ring)
+    parts: int = 1  # ring slots one item's K slice takes (more where a whole slice's stage would not fit twice)
     ctas_per_sm: int = 1  # resident CTAs per SM the grid and the register budget assume
     red_buffers: int = 2  # split-K sum buffers: 2 = one barrier per item, 1 = two (less shared memory)
 
@@ -161,6 +164,9 @@ class GemvConfig:
             raise ValueError(f"GemvConfig: {self.experts} local experts; supported: 1..{MAX_EXPERTS}")
         if not 0 < self.max_pairs < 1 << 15:
             raise ValueError(f"GemvConfig: max_pairs={self.max_pairs}; supported: 1..32767 (int16 pair indices)")
+        if not 1 <= self.parts <= self.per_warp or (self.parts - 1) * self.part_chunks >= self.per_warp:
+            raise ValueError(f"GemvConfig: parts={self.parts} for {self.per_warp} chunks per warp; "
+                             "supported: 1..per_warp, every part non-empty")
         if self.red_buffers not in (1, 2):
             raise ValueError(f"GemvConfig: red_buffers={self.red_buffers}; supported: 1, 2")
 
@@ -175,6 +181,15 @@ class GemvConfig:
     @property
     def per_warp(self) -> int:
         return split_k(self.chunks)[1]
+
+    @property
+    def part_chunks(self) -> int:
+        """Chunks of a warp's K slice per ring slot (the last part may have fewer)."""
+        return -(-self.per_warp // self.parts)
+
+    def part_size(self, q: int) -> int:
+        """Chunks of part ``q`` of a warp's K slice."""
+        return min(self.part_chunks, self.per_warp - q * self.part_chunks)
 
     @property
     def uneven(self) -> bool:
@@ -209,9 +224,11 @@ class GemvConfig:
 
     @property
     def stage_bytes(self) -> int:
-        """One work item's weights in shared memory, per 16-row tile: 64 code bytes per row and
-        chunk pair (a lone last chunk takes a pair's room), one 4-byte scale word per row and chunk."""
-        return self.warps * TILES_PER_UNIT * TILE_ROWS * (round_up(self.per_warp, 2) * CHUNK_K // 2 + 4 * self.per_warp)
+        """One ring slot (a part of a work item's weights) in shared memory, per 16-row tile: 64
+        code bytes per row and chunk pair (a lone last chunk takes a pair's room), one 4-byte
+        scale word per row and chunk."""
+        pc = self.part_chunks
+        return self.warps * TILES_PER_UNIT * TILE_ROWS * (round_up(pc, 2) * CHUNK_K // 2 + 4 * pc)
 
     @property
     def list_capacity(self) -> int:
@@ -332,9 +349,11 @@ class DecodeGemvSm90:
         items = cfg.units * sInfo[3]
         start = cta * items // ctas
         end = (cta + 1) * items // ctas
-        for st in cutlass.range_constexpr(cfg.stages):  # the ring's first items: weights need no pair list
-            if start + st < end:
-                self.issue(mCodes, mScales, sA4, sS, sList, start + st, st, warp, lane)
+        # the ring's first slots (slot u % stages takes part u % parts of item start + u // parts):
+        # weights need no pair list
+        for u in cutlass.range_constexpr(cfg.stages):
+            if start + u // cfg.parts < end:
+                self.issue(mCodes, mScales, sA4, sS, sList, start + u // cfg.parts, u % cfg.parts, u, warp, lane)
             cute.arch.cp_async_commit_group()
         if cutlass.const_expr(cfg.phase == "fc2"):
             cute.arch.griddepcontrol_wait()  # FC1's intermediate is complete and visible
@@ -348,7 +367,6 @@ class DecodeGemvSm90:
         base = Int32(0)
         row = Int32(0)
         for it in cutlass.range(start, end):
-            st = (it - start) % max(cfg.stages, 1)
             slot = it // cfg.units
             unit = it - slot * cfg.units
             entry = sList[slot]
@@ -372,18 +390,34 @@ class DecodeGemvSm90:
                 if cutlass.const_expr(self.keeps_tokens):
                     self.load_tokens(rTok, mX, rScal[2], warp, lane, row)
                 cur = entry
-            w_args = (mCodes, mScales, local, unit)
-            if cutlass.const_expr(cfg.stages > 0):
-                cute.arch.cp_async_wait_group(cfg.stages - 1)  # this thread's copies of item `it` landed
-                cute.arch.sync_warp()  # ... and its warp's (a warp reads only the slice it copied)
-                w_args = (sA, sA4, sS, st)
-            acc = self.mainloop(mX, rScal[2], rTok if self.keeps_tokens else None, w_args, warp, lane, row)
+            acc = cute.make_rmem_tensor(cute.make_layout(4 * TILES_PER_UNIT), Float32)
+            for v in cutlass.range_constexpr(4 * TILES_PER_UNIT):
+                acc[v] = Float32(0.0)
+            st = Int32(0)
+            for q in cutlass.range_constexpr(cfg.parts):
+                w_args = (mCodes, mScales, local, unit)
+                if cutlass.const_expr(cfg.stages > 0):
+                    st = ((it - start) * cfg.parts + q) % cfg.stages
+                    cute.arch.cp_async_wait_group(cfg.stages - 1)  # this thread's copies of this part landed
+                    cute.arch.sync_warp()  # ... and its warp's (a warp reads only the slice it copied)
+                    w_args = (sA, sA4, sS, st)
+                self.mainloop(acc, mX, rScal[2], rTok if self.keeps_tokens else None, w_args, q, warp, lane, row)
+                if cutlass.const_expr(cfg.stages > 0 and q < cfg.parts - 1):
+                    cute.arch.sync_warp()  # the warp has read its slice of the slot: refill it now
+                    self.refill(mCodes, mScales, sA4, sS, sList, it, q, st, end, warp, lane)
             self.reduce_store(acc, (it - start) % cfg.red_buffers, warp, lane, sRed, rScal, rPair, rWt, mPart, unit,
                               base, n)
-            if cutlass.const_expr(cfg.stages > 0):  # the stage was read before the reduction's barrier
-                if it + cfg.stages < end:
-                    self.issue(mCodes, mScales, sA4, sS, sList, it + cfg.stages, st, warp, lane)
-                cute.arch.cp_async_commit_group()
+            if cutlass.const_expr(cfg.stages > 0):  # the last part's slot was read before the reduction's barrier
+                self.refill(mCodes, mScales, sA4, sS, sList, it, cfg.parts - 1, st, end, warp, lane)
+
+    @cute.jit
+    def refill(self, mCodes, mScales, sA4, sS, sList, it, q, st, end, warp, lane):
+        """Slot ``st``, just read as part ``q`` of item ``it``, takes the part ``stages`` slots later."""
+        cfg = self.cfg
+        nxt = it + (q + cfg.stages) // cfg.parts
+        if nxt < end:
+            self.issue(mCodes, mScales, sA4, sS, sList, nxt, (q + cfg.stages) % cfg.parts, st, warp, lane)
+        cute.arch.cp_async_commit_group()
 
     def ring(self, smem):
         """The stages of weights in shared memory (layout: :mod:`trtllm_b12x.quantization.fragments`).
@@ -391,10 +425,10 @@ class DecodeGemvSm90:
         slot, row) (:func:`~trtllm_b12x.quantization.fragments.ring_slot`); ``sA`` the same bytes
         indexed (word, pair of words, slot, row); ``sS`` per (stage, warp, chunk, tile) the scale words ``[rh, a, g']`` (:func:`~trtllm_b12x.quantization.fragments.scale_slot`)."""
         cfg = self.cfg
-        shape = (TILE_ROWS, TILES_PER_UNIT, -(-cfg.per_warp // 2), cfg.warps, cfg.stages)
+        shape = (TILE_ROWS, TILES_PER_UNIT, -(-cfg.part_chunks // 2), cfg.warps, cfg.stages)
         sA4 = smem.allocate_tensor(Int32, cute.make_layout((4, 4, *shape)), 16)
         sA = cute.make_tensor(sA4.iterator, cute.make_layout((2, 2, 4, *shape)))
-        sS = smem.allocate_tensor(Int32, cute.make_layout((2, 2, 4, TILES_PER_UNIT, cfg.per_warp, cfg.warps,
+        sS = smem.allocate_tensor(Int32, cute.make_layout((2, 2, 4, TILES_PER_UNIT, cfg.part_chunks, cfg.warps,
                                                            cfg.stages)), 16)
         return sA, sA4, sS
 
@@ -490,11 +524,12 @@ class DecodeGemvSm90:
         return q
 
     @cute.jit
-    def issue(self, mCodes, mScales, sA4, sS, sList, it, st, warp, lane):
-        """Start the cp.async copies of item ``it``'s weights (this warp's K slice) into stage
-        ``st``: 16-byte code vectors (a row's half chunk each), and the scale words
-        (:meth:`copy_scales`: 16-byte 128x4 units where the rows are interleaved, else words)."""
+    def issue(self, mCodes, mScales, sA4, sS, sList, it, q, st, warp, lane):
+        """Start the cp.async copies of part ``q`` of item ``it``'s weights (of this warp's K
+        slice) into ring slot ``st``: 16-byte code vectors (a row's half chunk each), and the
+        scale words (:meth:`copy_scales`: 16-byte 128x4 units where the rows are interleaved, else words)."""
         cfg = self.cfg
+        first = warp * cfg.per_warp + q * cfg.part_chunks  # the part's first chunk
         slot = it // cfg.units
         unit = it - slot * cfg.units
         local = sList[slot] & ENTRY_EXPERT
@@ -503,7 +538,7 @@ class DecodeGemvSm90:
         gA = cute.zipped_divide(mCodes, (1, 4))
         # codes: per group of G chunks, G copies per tile of 16 / G rows x G chunks (G = 4: whole
         # 128-byte lines of global memory); each 8 lanes fill 128 contiguous ring bytes
-        for c0, grp in copy_groups(cfg.per_warp):
+        for c0, grp in copy_groups(cfg.part_size(q)):
             h = lane & 1
             if cutlass.const_expr(grp == 4):  # lane bits: half, chunk parity, row, chunk pair, row
                 i, r0 = c0 + 2 * ((lane >> 3) & 1) + ((lane >> 1) & 1), ((lane >> 2) & 1) + 2 * (lane >> 4)
@@ -511,7 +546,7 @@ class DecodeGemvSm90:
                 i, r0 = c0 + ((lane >> 1) & 1), lane >> 2
             else:
                 i, r0 = c0, lane >> 1
-            c = warp * cfg.per_warp + i
+            c = first + i
             for n in cutlass.range_constexpr(grp):
                 r = n * (TILE_ROWS // grp) + r0
                 if not cfg.uneven or c < cfg.chunks:
@@ -521,40 +556,42 @@ class DecodeGemvSm90:
                                   _vec(sA4[None, ring_slot(r, i, h, grp == 1), r, j, i >> 1, warp, st]))
         tiles = list(range(TILES_PER_UNIT))
         vec_tiles = [j for j in tiles if self.vector_scales(j)]
+        span = (first, cfg.part_size(q))  # the part's chunks
         if cutlass.const_expr(not vec_tiles):
-            self.copy_scales(mScales, sS, local, unit, st, warp, lane, tiles, False)
+            self.copy_scales(mScales, sS, local, unit, st, warp, span, lane, tiles, False)
         elif cutlass.const_expr(self.column_span % SF_TILE_ROWS == 0):  # every block is full
-            self.copy_unit_scales(mScales, sS, local, unit, st, warp, lane, vec_tiles)
+            self.copy_unit_scales(mScales, sS, local, unit, st, warp, span, lane, vec_tiles)
         elif (self.tile_index(unit, 0) // 8 + 1) * SF_TILE_ROWS <= self.column_span:  # uniform over the warp
-            self.copy_unit_scales(mScales, sS, local, unit, st, warp, lane, vec_tiles)
+            self.copy_unit_scales(mScales, sS, local, unit, st, warp, span, lane, vec_tiles)
         else:  # the last, partial block: its runs are closer than 32 rows
-            self.copy_scales(mScales, sS, local, unit, st, warp, lane, tiles, False)
+            self.copy_scales(mScales, sS, local, unit, st, warp, span, lane, tiles, False)
 
     @cute.jit
-    def copy_unit_scales(self, mScales, sS, local, unit, st, warp, lane, vec_tiles):
+    def copy_unit_scales(self, mScales, sS, local, unit, st, warp, span, lane, vec_tiles):
         """A full block's scales: 16-byte units for ``vec_tiles``, words for the other tiles."""
-        self.copy_scales(mScales, sS, local, unit, st, warp, lane, vec_tiles, True)
+        self.copy_scales(mScales, sS, local, unit, st, warp, span, lane, vec_tiles, True)
         word_tiles = [j for j in range(TILES_PER_UNIT) if j not in vec_tiles]
         if cutlass.const_expr(word_tiles):
-            self.copy_scales(mScales, sS, local, unit, st, warp, lane, word_tiles, False)
+            self.copy_scales(mScales, sS, local, unit, st, warp, span, lane, word_tiles, False)
 
     @cute.jit
-    def copy_scales(self, mScales, sS, local, unit, st, warp, lane, tiles, vector):
-        """The scale words of ``tiles`` over this warp's K slice into stage ``st``, lanes spread
-        over (chunk, tile, copy): ``vector``, one 16-byte 128x4 unit per run offset ``g'`` (the
-        4 runs' rows); else one word per row."""
+    def copy_scales(self, mScales, sS, local, unit, st, warp, span, lane, tiles, vector):
+        """The scale words of ``tiles`` over ``span`` = (first chunk, chunks) of this warp's K
+        slice into ring slot ``st``, lanes spread over (chunk, tile, copy): ``vector``, one
+        16-byte 128x4 unit per run offset ``g'`` (the 4 runs' rows); else one word per row."""
         cfg = self.cfg
+        first, count = span
         per_tile = 4 if vector else TILE_ROWS
         per = per_tile * len(tiles)  # copies per chunk (a power of two)
         mode = cpasync.LoadCacheMode.GLOBAL if vector else cpasync.LoadCacheMode.ALWAYS  # .cg takes 16 bytes only
         atom = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=mode), Int32, num_bits_per_copy=128 if vector else 32)
-        for rnd in cutlass.range_constexpr(-(-cfg.per_warp * per // 32)):
+        for rnd in cutlass.range_constexpr(-(-count * per // 32)):
             f = 32 * rnd + lane
             i = f // per
             j = tiles[0] + (f % per) // per_tile if len(tiles) > 1 else tiles[0]
             m = f % per_tile
-            c = warp * cfg.per_warp + i
-            if (32 * (rnd + 1) <= cfg.per_warp * per or i < cfg.per_warp) and (not cfg.uneven or c < cfg.chunks):
+            c = first + i
+            if (32 * (rnd + 1) <= count * per or i < count) and (not cfg.uneven or c < cfg.chunks):
                 word = scale_word(self.weight_row(unit, j, m), c, cfg.chunks, cfg.scale_layout)
                 if cutlass.const_expr(vector):  # run 0's row: the unit's first word
                     cute.copy(atom, _vec(cute.zipped_divide(mScales, (1, 4))[(None, (local, word >> 2))]),
@@ -562,13 +599,15 @@ class DecodeGemvSm90:
                 else:
                     rh, a, g4 = scale_slot(m)
                     cute.copy(atom, cute.make_tensor(mScales.iterator + mScales.layout((local, word)), cute.make_layout(1)),
-                              cute.make_tensor(sS.iterator + sS.layout((rh, a, g4, j, i, warp, st)), cute.make_layout(1)))
+                              cute.make_tensor(sS.iterator + sS.layout((rh, a, g4, j, i, warp, st)),
+                                               cute.make_layout(1)))
 
     step_chunks = 2  # chunks of one K step: a lane's 128-bit load of a row spans two (SM90)
 
-    def k_steps(self) -> list[tuple[int, int]]:
-        """The warp's K slice as (first chunk, chunks) steps of ``step_chunks`` (the last may be short)."""
-        per = self.cfg.per_warp
+    def k_steps(self, q: int) -> list[tuple[int, int]]:
+        """Part ``q`` of the warp's K slice as (first chunk, chunks) steps of ``step_chunks``
+        (the last may be short), chunks counted from the part's first."""
+        per = self.cfg.part_size(q)
         return [(i, min(self.step_chunks, per - i)) for i in range(0, per, self.step_chunks)]
 
     @cute.jit
@@ -597,33 +636,34 @@ class DecodeGemvSm90:
     def load_tokens(self, rTok, mX, xg, warp, lane, row):
         """The entry's token operands of this warp's K slice, kept while the entry is."""
         cfg = self.cfg
-        for i, n in self.k_steps():
-            c = warp * cfg.per_warp + i
-            if cutlass.const_expr(cfg.uneven):  # the last warp's missing chunks: loaded, never used
-                c = cutlass.min(c, cfg.chunks - 1)
-            tok = self.token_operand(mX, xg, row, c, n, lane)
-            for w in cutlass.range_constexpr(n * self.token_words):
-                rTok[i * self.token_words + w] = Uint32(tok[w])
+        for q in cutlass.range_constexpr(cfg.parts):  # in each part's steps (what the mainloop takes)
+            for i, n in self.k_steps(q):
+                k = q * cfg.part_chunks + i  # chunk of the warp's slice
+                c = warp * cfg.per_warp + k
+                if cutlass.const_expr(cfg.uneven):  # the last warp's missing chunks: loaded, never used
+                    c = cutlass.min(c, cfg.chunks - 1)
+                tok = self.token_operand(mX, xg, row, c, n, lane)
+                for w in cutlass.range_constexpr(n * self.token_words):
+                    rTok[k * self.token_words + w] = Uint32(tok[w])
 
     @cute.jit
-    def mainloop(self, mX, xg, rTok, w_args, warp, lane, row):
-        """This warp's K slice of the item's two 16-row tiles (weights from a ring stage, or from
-        global memory without a ring) times up to 8 pairs (tokens from ``rTok``, or loaded now
-        when the slice is too long to keep them)."""
+    def mainloop(self, acc, mX, xg, rTok, w_args, q, warp, lane, row):
+        """Part ``q`` of this warp's K slice of the item's two 16-row tiles (weights from a ring
+        slot, or from global memory without a ring) times up to 8 pairs (tokens from ``rTok``,
+        or loaded now when the slice is too long to keep them), accumulated into ``acc``."""
         cfg = self.cfg
-        acc = cute.make_rmem_tensor(cute.make_layout(4 * TILES_PER_UNIT), Float32)
-        for i in cutlass.range_constexpr(4 * TILES_PER_UNIT):
-            acc[i] = Float32(0.0)
-        for i, n in self.k_steps():
-            c = warp * cfg.per_warp + i
+        cnt = cfg.part_size(q)
+        for i, n in self.k_steps(q):
+            k = q * cfg.part_chunks + i  # chunk of the warp's slice; i: of the ring slot
+            c = warp * cfg.per_warp + k
             if not cfg.uneven or c < cfg.chunks:
                 if cutlass.const_expr(rTok is None):
                     fresh = self.token_operand(mX, xg, row, c, n, lane)
                     tok = [Uint32(fresh[w]) for w in range(n * self.token_words)]
                 else:
-                    tok = [rTok[i * self.token_words + w] for w in range(n * self.token_words)]
-                if cutlass.const_expr(cfg.stages > 0):
-                    rA, rS = self.fragment(*w_args, i, n, warp, lane)
+                    tok = [rTok[k * self.token_words + w] for w in range(n * self.token_words)]
+                if cutlass.const_expr(cfg.stages > 0):  # a lone chunk: the last of an odd count in the slot
+                    rA, rS = self.fragment(*w_args, i, n, cnt % 2 == 1 and i == cnt - 1, warp, lane)
                 else:
                     rA, rS = self.fragment_global(*w_args, c, n, lane)
                 if cutlass.const_expr(cfg.uneven and n > 1):  # the last warp may have the step's first chunk only:
@@ -631,7 +671,6 @@ class DecodeGemvSm90:
                     rS = [[cutlass.select_(keep, w, Uint32(0)) for w in ws] for ws in rS]
                 for j in cutlass.range_constexpr(TILES_PER_UNIT):
                     self.tile_mma(acc, j, rA[j], rS[j], tok, n, lane)
-        return acc
 
     # -- tier: operands and MMA ----------------------------------------------------------------
     def token_tensor(self, rows):
@@ -702,8 +741,8 @@ class DecodeGemvSm90:
         return codes, scales
 
     @cute.jit
-    def fragment(self, sA, sA4, sS, st, i, n, warp, lane):
-        """Per tile, the lane's code words of the K step at chunk ``i`` from ring stage ``st`` —
+    def fragment(self, sA, sA4, sS, st, i, n, lone, warp, lane):
+        """Per tile, the lane's code words of the K step at chunk ``i`` from ring slot ``st`` —
         two chunks: bytes ``[16 (t % 2), + 16)`` of chunk ``i + t // 2`` of rows ``g`` and
         ``g + 8`` (two 128-bit loads); one: bytes ``[8 t, 8 t + 8)`` (two 64-bit loads) — and the
         two rows' scale words of the lane's chunk (one 64-bit load)."""
@@ -716,7 +755,7 @@ class DecodeGemvSm90:
                 if cutlass.const_expr(n == 2):  # chunk parity t // 2, half t % 2: slot t ^ (row // 2) % 4
                     src = sA4[None, ring_slot(row, t >> 1, t & 1), row, j, i >> 1, warp, st]
                 else:
-                    src = sA[None, t % 2, ring_slot(row, i, t >> 1, True), row, j, i >> 1, warp, st]
+                    src = sA[None, t % 2, ring_slot(row, i, t >> 1, lone), row, j, i >> 1, warp, st]
                 r = cute.make_rmem_tensor_like(src)
                 cute.autovec_copy(src, r)
                 words += [Uint32(r[w]) for w in range(2 * n)]
@@ -948,12 +987,19 @@ def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_
     fc2 = GemvConfig("fc2", k=cols, rows=hidden, out_cols=hidden, **common)
 
     def sized(cfg):
-        best = None
-        for bufs in (2, 1):  # a single split-K buffer only where it makes room for more CTAs
-            c = dataclasses.replace(cfg, red_buffers=bufs)
-            ctas, stages = occupancy(c.warps, c.stage_bytes, c.fixed_smem, target.smem_per_sm)
-            if best is None or ctas > best.ctas_per_sm:
-                best = dataclasses.replace(c, stages=stages, ctas_per_sm=ctas)
+        # at least two ring slots (loads overlap compute), then the most CTAs, then the fewest
+        # parts per item, then two split-K buffers (one only where it makes room for more CTAs)
+        best, best_key = None, None
+        per = cfg.per_warp
+        for parts in (p for p in range(1, min(per, MAX_PARTS) + 1) if (p - 1) * -(-per // p) < per):
+            for bufs in (2, 1):
+                c = dataclasses.replace(cfg, red_buffers=bufs, parts=parts)
+                ctas, stages = occupancy(c.warps, c.stage_bytes, c.fixed_smem, target.smem_per_sm)
+                key = (min(stages, 2), ctas, -parts, bufs)
+                if best_key is None or key > best_key:
+                    best, best_key = dataclasses.replace(c, stages=stages, ctas_per_sm=ctas), key
+        if best.parts > 1 and best.stages == 0:  # nothing fits: one item at a time from global memory
+            best = dataclasses.replace(best, parts=1)
         return best
 
     return sized(fc1), sized(fc2)

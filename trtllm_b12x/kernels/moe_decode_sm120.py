@@ -147,11 +147,10 @@ class DecodeGemvSm120(DecodeGemvSm90):
         return codes, scales
 
     @cute.jit
-    def fragment(self, sA, sA4, sS, st, i, n, warp, lane):
+    def fragment(self, sA, sA4, sS, st, i, n, lone, warp, lane):
         """Per tile, A registers: word ``t`` of half ``r // 2`` of row ``g + 8 (r % 2)``; the scale
         word of row ``g + 8 (t % 2)`` (the lanes ``thread-id-a = 0`` reads)."""
         g, t = lane // 4, lane % 4
-        lone = self.cfg.per_warp % 2 == 1 and i == self.cfg.per_warp - 1
         codes = [[Uint32(sA4[t, ring_slot(g, i, r // 2, lone), g + 8 * (r % 2), j, i >> 1, warp, st])
                   for r in range(4)] for j in range(TILES_PER_UNIT)]
         return codes, [Uint32(sS[t % 2, g >> 2, g & 3, j, i, warp, st]) for j in range(TILES_PER_UNIT)]
