@@ -15,6 +15,7 @@ from ..models import MoEShape, make_hidden_states, make_routing
 from ..quantization.bundle import MoEWeights
 from ..moe import DECODE_MAX_TOKENS, MoERunner
 from ..reference import moe_reference, relative_error
+from . import humming_peer
 from .timing import Timing, measure_read_bandwidth, time_cpu, time_gpu
 
 MoEFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -117,6 +118,8 @@ IMPLS: list[Impl] = [
     Impl("torch-dequant-bf16", "w4a16", "CUDA GPU", _needs_cuda, _dequant_bf16),
     Impl("torch-bf16-grouped-gemm", "w4a16", "CUDA GPU with torch._grouped_mm (SM90+)", _needs_grouped_mm,
          _bf16_grouped, graph_safe=True),
+    Impl("humming-w4a16", "w4a16", "SM90 GPU, humming-kernels (the [bench] extra), NVRTC or nvcc",
+         humming_peer.unavailable, humming_peer.build, graph_safe=True),
 ]
 
 
