@@ -160,3 +160,18 @@ def test_deepseek_fc1_on_hopper_splits_its_slice_into_ring_parts():
     assert (fc1.per_warp, fc1.parts, fc1.part_chunks, fc1.stages, fc1.ctas_per_sm) == (14, 4, 4, 2, 2)
     assert [fc1.part_size(q) for q in range(4)] == [4, 4, 4, 2]
     assert fc2.parts == 1  # fits whole
+
+
+def test_the_gpu_suite_shapes_cover_ring_parts():
+    """What the GPU suite's parts-* and Mixtral-class shapes stand for on SM90 (their comment)."""
+    from trtllm_b12x.kernels.decode import phase_configs
+    from trtllm_b12x.models import MoEShape
+
+    def fc(h, i, e, k, phase):
+        s = MoEShape("x", h, i, e, k, "swiglu", "-")
+        return phase_configs(h, i, e, s.default_activation(), k, "bfloat16", get_target("sm_90a"))[phase]
+
+    lone, uneven, mixtral = fc(3584, 512, 16, 4, 0), fc(3904, 512, 16, 4, 0), fc(4096, 14336, 8, 2, 1)
+    assert [lone.part_size(q) for q in range(lone.parts)] == [4, 3] and not lone.uneven
+    assert uneven.uneven and uneven.parts == 2 and uneven.chunks == 61 and uneven.per_warp == 8
+    assert mixtral.parts == 7 and mixtral.stages >= 2

@@ -30,11 +30,17 @@ pytestmark = [pytest.mark.gpu, requires_gpu]
 M_LIST = (1, 2, 3, 4, 7, 8, 16, 31, 32, 63)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 # odd shapes: I not a multiple of 64 (zero columns up to C), few experts, top-k 1, an odd chunk
-# count (H = 192); Gemma-class I = 704 gives FC2 11 chunks, split unevenly over 3 warps (4, 4, 3)
+# count (H = 192); Gemma-class I = 704 gives FC2 11 chunks, split unevenly over 3 warps (4, 4, 3);
+# items over several ring slots (tests/kernels/test_compile.py checks these configs): H = 3584
+# (FC1 parts of 4 + 3 chunks: a lone chunk in a part), H = 3904 (61 chunks: parts on an uneven
+# split, the last warp's second part half missing), Mixtral-class FC2 (7 parts of 4)
 ODD = {"odd-gated": MoEShape("odd-gated", 192, 80, 7, 3, "swiglu", "-"),
        "gemma-class": MoEShape("gemma-class", 2048, 704, 64, 8, "swiglu", "-"),
        "odd-gated-384": MoEShape("odd-gated-384", 384, 80, 7, 3, "swiglu", "-"),
-       "odd-relu2": MoEShape("odd-relu2", 128, 48, 5, 1, "relu2", "-")}
+       "odd-relu2": MoEShape("odd-relu2", 128, 48, 5, 1, "relu2", "-"),
+       "parts-lone": MoEShape("parts-lone", 3584, 512, 16, 4, "swiglu", "-"),
+       "parts-uneven": MoEShape("parts-uneven", 3904, 512, 16, 4, "swiglu", "-"),
+       "mixtral-class": MoEShape("mixtral-class", 4096, 14336, 8, 2, "swiglu", "-")}
 
 
 def _gpu_tier() -> str | None:
