@@ -175,3 +175,21 @@ def test_the_gpu_suite_shapes_cover_ring_parts():
     assert [lone.part_size(q) for q in range(lone.parts)] == [4, 3] and not lone.uneven
     assert uneven.uneven and uneven.parts == 2 and uneven.chunks == 61 and uneven.per_warp == 8
     assert mixtral.parts == 7 and mixtral.stages >= 2
+
+
+@pytest.mark.parametrize("arch", sorted(TARGETS))
+def test_no_realistic_shape_falls_off_the_ring(arch):
+    """Over a grid of MoE shapes (H 256..16384, I 64..14336 including primes of chunks and
+    I not a multiple of 128, 8..512 experts), every phase keeps at least two ring slots (parts
+    where a whole slice does not fit) and fits the SM's shared memory at its CTAs per SM."""
+    from trtllm_b12x.activation import Activation
+    from trtllm_b12x.kernels.decode import phase_configs
+
+    target = get_target(arch)
+    for h in (256, 1024, 2048, 2688, 3904, 4096, 5120, 7168, 8192, 12288, 16384):
+        for i in (64, 80, 704, 1856, 2048, 4096, 14336):
+            for act in ("swiglu", "relu2"):
+                for e, k in ((8, 2), (128, 8), (512, 22)):
+                    for cfg in phase_configs(h, i, e, Activation(act), k, "bfloat16", target):
+                        assert cfg.stages >= 2, (h, i, act, e, cfg)
+                        assert cfg.ctas_per_sm * (cfg.smem_bytes + 1024) <= target.smem_per_sm

@@ -6,8 +6,9 @@ outside the GEMMs.
 
 The layer is handed over in ModelOpt's layout (E2M1 bytes as int32 words, linear E4M3 block
 scales, FP32 per-projection globals) and transformed by Humming once, at build time (a copy:
-this peer holds its own weights). The shapes are zero-padded here first (N to 256, K to 128,
-each FC1 half to a whole 128 so the activation's halves stay aligned), so Humming pads nothing.
+this peer holds its own weights). The shapes are zero-padded here first (N to 256, K to 128;
+each FC1 half to 128, a single ReLU^2 FC1 to 256, so the activation's halves stay aligned and
+FC2's K is FC1's N), so Humming pads nothing.
 Its kernels JIT-compile (NVRTC or nvcc) on the first call for a token count, which the bench
 makes eagerly before it captures a CUDA graph.
 
@@ -61,11 +62,12 @@ def _pad(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
 def modelopt_tensors(weights: MoEWeights) -> tuple[dict, dict, tuple[int, int, int]]:
     """FC1 and FC2 as ModelOpt's per-layer tensors (``weight`` uint8 ``[E, N, K/2]``,
     ``weight_scale`` e4m3 ``[E, N, K/16]`` linear, ``weight_scale_2`` FP32 ``[E, stacks]``),
-    zero-padded: FC1 is ``[gate; up]`` with each half ``Ip = pad128(I)`` rows (ReLU^2: one),
-    K ``H`` padded to 128; FC2 ``[E, pad256(H), Ip/2]``. Returns ``(fc1, fc2, (Ip, Hn, Hk))``."""
+    zero-padded: FC1 is ``[gate; up]`` with each half ``Ip`` rows (``pad128(I)``; ReLU^2, one
+    half: ``pad256(I)``), so N is a multiple of 256; K ``H`` padded to 128; FC2
+    ``[E, pad256(H), Ip/2]``. Returns ``(fc1, fc2, (Ip, Hn, Hk))``."""
     inter, hidden = weights.intermediate_size, weights.hidden_size
-    ip, hn, hk = _round_up(inter, PAD_K), _round_up(hidden, PAD_N), _round_up(hidden, PAD_K)
     halves = [weights.fc1_half(p) for p in weights.fc1_projections]  # gate first
+    ip, hn, hk = _round_up(inter, PAD_N // len(halves)), _round_up(hidden, PAD_N), _round_up(hidden, PAD_K)
     fc1 = {
         "weight": torch.cat([_pad(_pad(d, 1, ip), 2, hk // 2) for d, _ in halves], 1),
         "weight_scale": torch.cat([_pad(_pad(s, 1, ip), 2, hk // 16) for _, s in halves], 1),
@@ -155,6 +157,7 @@ def build(weights: MoEWeights, act: Activation):
         a = act(h.float()).to(x.dtype)  # [rows, Ip]: zero beyond I (the padded halves)
         y = torch.empty(rows, hn, dtype=x.dtype, device=dev)
         gemm("fc2", a, rows, y, a2, 1)
-        return (y[:, : weights.hidden_size].view(m, k, -1).float() * w.float().unsqueeze(-1)).sum(1).to(x.dtype)
+        y = y.view(m, k, hn)[:, :, : weights.hidden_size]  # FC2's rows padded to 256
+        return (y.float() * w.float().unsqueeze(-1)).sum(1).to(x.dtype)
 
     return run
