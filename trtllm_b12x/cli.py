@@ -45,6 +45,8 @@ def _progress(console: Console, what: str):
 
 GPU_TOKENS = [1, 2, 3, 4, 7, 8, 16, 31, 32, 63]
 CPU_TOKENS = [1, 2, 4, 8, 16, 32, 63]
+GPU_SKEWS = [0.0, 1.0]  # uniform and skewed routing (zipf 1: at m = 63 a tenth of the experts take 70-90 % of the pairs)
+CPU_SKEWS = [0.0]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -228,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tokens", type=_positive(), nargs="+", help="token counts (default: a decode sweep)")
     b.add_argument("--impl", nargs="+", help="only these implementations")
     b.add_argument("--reps", type=_positive(), help="timed repetitions (default 50 on GPU, 2 on CPU)")
-    b.add_argument("--skew", type=_non_negative, nargs="+", default=[0.0],
-                   help="routing skew, zipf exponent (0 = uniform; several: one run and one file each)")
+    b.add_argument("--skew", type=_non_negative, nargs="+",
+                   help="routing skew, zipf exponent (0 = uniform; several: one run and one file each; "
+                        "default: 0 and 1 on a GPU, 0 on the CPU)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when present)")
     b.add_argument("--json", help="results file (default: b12x-bench-<preset>.json)")
@@ -274,6 +277,8 @@ def check_bench(args: argparse.Namespace) -> None:
         if (dev.index or 0) >= n:
             raise UsageError(f"--device {args.device}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
     args.device = dev
+    if args.skew is None:
+        args.skew = GPU_SKEWS if dev.type == "cuda" else CPU_SKEWS
     if len(set(args.skew)) != len(args.skew):
         raise UsageError(f"--skew {' '.join(f'{v:g}' for v in args.skew)}: each routing once (one results file each)")
     if sum(x is not None for x in (args.preset, args.shape, args.checkpoint)) > 1:
