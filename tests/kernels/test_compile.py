@@ -134,21 +134,28 @@ def test_every_phase_overlaps_its_loads_in_a_ring_of_at_least_two_slots(arch, na
     ring slots (parts), so the next part's loads overlap this one's math; a config that fits
     keeps one part. Parts cover the slice exactly, and the CTA fits its part's shared memory."""
     from trtllm_b12x.kernels.decode import phase_configs
-    from trtllm_b12x.kernels.moe_decode import occupancy
     from trtllm_b12x.models import parse_shape
 
     s = PRESETS[name] if name in PRESETS else parse_shape(name)
     target = get_target(arch)
     for cfg in phase_configs(s.hidden_size, s.intermediate_size, s.num_experts, s.default_activation(), s.top_k,
                              "bfloat16", target):
-        assert cfg.stages >= 2
-        assert sum(cfg.part_size(q) for q in range(cfg.parts)) == cfg.per_warp
-        assert min(cfg.part_size(q) for q in range(cfg.parts)) >= 1
-        assert cfg.ctas_per_sm * (cfg.smem_bytes + 1024) <= target.smem_per_sm
-        if cfg.parts > 1:  # one part fewer would leave fewer CTAs or no second slot
-            fewer = dataclasses.replace(cfg, parts=1)
-            ctas, stages = occupancy(fewer.warps, fewer.stage_bytes, fewer.fixed_smem, target.smem_per_sm)
-            assert stages < 2 or ctas < cfg.ctas_per_sm
+        _assert_ring(cfg, target)
+
+
+def _assert_ring(cfg, target):
+    """At least two ring slots, parts covering the slice exactly, shared memory that fits, and
+    more than one part only where one part would leave fewer CTAs or no second slot."""
+    from trtllm_b12x.kernels.moe_decode import occupancy
+
+    assert cfg.stages >= 2, cfg
+    assert sum(cfg.part_size(q) for q in range(cfg.parts)) == cfg.per_warp
+    assert min(cfg.part_size(q) for q in range(cfg.parts)) >= 1
+    assert cfg.ctas_per_sm * (cfg.smem_bytes + 1024) <= target.smem_per_sm
+    if cfg.parts > 1:
+        fewer = dataclasses.replace(cfg, parts=1)
+        ctas, stages = occupancy(fewer.warps, fewer.stage_bytes, fewer.fixed_smem, target.smem_per_sm)
+        assert stages < 2 or ctas < cfg.ctas_per_sm
 
 
 def test_deepseek_fc1_on_hopper_splits_its_slice_into_ring_parts():
@@ -191,5 +198,4 @@ def test_no_realistic_shape_falls_off_the_ring(arch):
             for act in ("swiglu", "relu2"):
                 for e, k in ((8, 2), (128, 8), (512, 22)):
                     for cfg in phase_configs(h, i, e, Activation(act), k, "bfloat16", target):
-                        assert cfg.stages >= 2, (h, i, act, e, cfg)
-                        assert cfg.ctas_per_sm * (cfg.smem_bytes + 1024) <= target.smem_per_sm
+                        _assert_ring(cfg, target)

@@ -25,6 +25,7 @@ import torch
 
 from ..activation import Activation
 from ..quantization.bundle import MoEWeights
+from ..quantization.layouts import round_up
 
 PAD_N, PAD_K = 256, 128  # the multiples vLLM pads a Humming MoE layer's N and K to
 LOCKS = 2048  # stream-K semaphores Humming's launcher takes (zeros)
@@ -42,10 +43,6 @@ def unavailable(device: torch.device) -> str | None:
     except ImportError:
         return f"humming-kernels is not installed ({INSTALL}; it compiles its kernels with NVRTC or nvcc)"
     return None
-
-
-def _round_up(x: int, m: int) -> int:
-    return -(-x // m) * m
 
 
 def _pad(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
@@ -67,7 +64,7 @@ def modelopt_tensors(weights: MoEWeights) -> tuple[dict, dict, tuple[int, int, i
     ``[E, pad256(H), Ip/2]``. Returns ``(fc1, fc2, (Ip, Hn, Hk))``."""
     inter, hidden = weights.intermediate_size, weights.hidden_size
     halves = [weights.fc1_half(p) for p in weights.fc1_projections]  # gate first
-    ip, hn, hk = _round_up(inter, PAD_N // len(halves)), _round_up(hidden, PAD_N), _round_up(hidden, PAD_K)
+    ip, hn, hk = round_up(inter, PAD_N // len(halves)), round_up(hidden, PAD_N), round_up(hidden, PAD_K)
     fc1 = {
         "weight": torch.cat([_pad(_pad(d, 1, ip), 2, hk // 2) for d, _ in halves], 1),
         "weight_scale": torch.cat([_pad(_pad(s, 1, ip), 2, hk // 16) for _, s in halves], 1),

@@ -46,8 +46,8 @@ from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
 from ..arch import Target, current_target, sm_count
 from ..quantization.bundle import SCALE_LAYOUTS, nbytes, stored_fc1_rows
-from ..quantization.fragments import CHUNK_K, MMAS, TILE_ROWS, ring_slot, round_up, scale_slot, tile_column
-from ..quantization.layouts import SF_TILE_ROWS, scale_word, swizzled_shape
+from ..quantization.fragments import CHUNK_K, MMAS, TILE_ROWS, ring_slot, scale_slot, tile_column
+from ..quantization.layouts import SF_TILE_ROWS, round_up, scale_word, swizzled_shape
 from .cache import CompileKey, KernelCache, compile_options, default_cache, have_tvm_ffi, launch
 from .intrinsics import EPILOGUE_SCALE, TOKEN_DTYPES, e2m1_pair_plan, mma_m16n8k16, mul_half2, prmt, scale_pair
 
@@ -92,6 +92,12 @@ def split_k(chunks: int) -> tuple[int, int]:
     if chunks // warps > 2 * CHUNKS_PER_WARP:
         warps = min((w for w in range(1, MAX_WARPS + 1) if (w - 1) * -(-chunks // w) < chunks), key=score)
     return warps, -(-chunks // warps)
+
+
+def valid_parts(per_warp: int, parts: int) -> bool:
+    """Whether a warp's K slice of ``per_warp`` chunks splits into ``parts`` ring slots of
+    ``ceil(per_warp / parts)`` chunks with none empty."""
+    return 1 <= parts <= per_warp and (parts - 1) * -(-per_warp // parts) < per_warp
 
 
 def copy_groups(per_warp: int) -> list[tuple[int, int]]:
@@ -164,7 +170,7 @@ class GemvConfig:
             raise ValueError(f"GemvConfig: {self.experts} local experts; supported: 1..{MAX_EXPERTS}")
         if not 0 < self.max_pairs < 1 << 15:
             raise ValueError(f"GemvConfig: max_pairs={self.max_pairs}; supported: 1..32767 (int16 pair indices)")
-        if not 1 <= self.parts <= self.per_warp or (self.parts - 1) * self.part_chunks >= self.per_warp:
+        if not valid_parts(self.per_warp, self.parts):
             raise ValueError(f"GemvConfig: parts={self.parts} for {self.per_warp} chunks per warp; "
                              "supported: 1..per_warp, every part non-empty")
         if self.red_buffers not in (1, 2):
@@ -394,8 +400,8 @@ class DecodeGemvSm90:
             for v in cutlass.range_constexpr(4 * TILES_PER_UNIT):
                 acc[v] = Float32(0.0)
             st = Int32(0)
+            w_args = (mCodes, mScales, local, unit)  # no ring: the weights from global memory
             for q in cutlass.range_constexpr(cfg.parts):
-                w_args = (mCodes, mScales, local, unit)
                 if cutlass.const_expr(cfg.stages > 0):
                     st = ((it - start) * cfg.parts + q) % cfg.stages
                     cute.arch.cp_async_wait_group(cfg.stages - 1)  # this thread's copies of this part landed
@@ -990,17 +996,14 @@ def phase_configs(hidden: int, intermediate: int, experts: int, activation, top_
         # at least two ring slots (loads overlap compute), then the most CTAs, then the fewest
         # parts per item, then two split-K buffers (one only where it makes room for more CTAs)
         best, best_key = None, None
-        per = cfg.per_warp
-        for parts in (p for p in range(1, min(per, MAX_PARTS) + 1) if (p - 1) * -(-per // p) < per):
+        for parts in (p for p in range(1, MAX_PARTS + 1) if valid_parts(cfg.per_warp, p)):
             for bufs in (2, 1):
                 c = dataclasses.replace(cfg, red_buffers=bufs, parts=parts)
                 ctas, stages = occupancy(c.warps, c.stage_bytes, c.fixed_smem, target.smem_per_sm)
                 key = (min(stages, 2), ctas, -parts, bufs)
                 if best_key is None or key > best_key:
                     best, best_key = dataclasses.replace(c, stages=stages, ctas_per_sm=ctas), key
-        if best.parts > 1 and best.stages == 0:  # nothing fits: one item at a time from global memory
-            best = dataclasses.replace(best, parts=1)
-        return best
+        return best  # where nothing fits, one part (no ring): its key ties every other part count's
 
     return sized(fc1), sized(fc2)
 

@@ -39,8 +39,8 @@ import torch
 from cutlass import Float32, Uint8, Uint32
 from cutlass.cute.runtime import make_fake_compact_tensor
 
-from ..quantization.fragments import ring_slot, round_up
-from ..quantization.layouts import scale_word
+from ..quantization.fragments import ring_slot
+from ..quantization.layouts import round_up, scale_word
 from ..quantization.nvfp4 import record_bytes
 from .intrinsics import (TOKEN_DTYPES, abs_max, butterfly, f32x2_to_e2m1x2, f32x8_to_e2m1x8, mma_m16n8k64_nvf4,
                          nvfp4_block_scale)

@@ -7,8 +7,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .fragments import round_up
-from .layouts import swizzle_128x4, unswizzle_128x4
+from .layouts import round_up, swizzle_128x4, unswizzle_128x4
 from .nvfp4 import BLOCK, dequantize_nvfp4
 
 # Bytes of one weight element in NVFP4: half a byte of E2M1 plus one E4M3 byte per 16.

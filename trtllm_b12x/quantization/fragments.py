@@ -61,10 +61,6 @@ CHUNK_K = 64
 MMAS = ("m16n8k16", "m16n8k64")
 
 
-def round_up(x: int, m: int) -> int:
-    return -(-x // m) * m
-
-
 def scale_slot(m):
     """Where the ring keeps the scale word of a tile's MMA row ``m = g + 8 rh``, ``g = 4 a + g'``:
     ``(rh, a, g')`` (ints or kernel integers)."""

@@ -29,13 +29,13 @@ SF_TILE_ROWS = 128
 SF_TILE_COLS = 4
 
 
-def _round_up(x: int, m: int) -> int:
+def round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
 def swizzled_shape(rows: int, cols: int) -> tuple[int, int]:
     """Padded ``(rows, cols)`` of the 128x4 swizzled layout."""
-    return _round_up(rows, SF_TILE_ROWS), _round_up(cols, SF_TILE_COLS)
+    return round_up(rows, SF_TILE_ROWS), round_up(cols, SF_TILE_COLS)
 
 
 def swizzle_128x4(sf: torch.Tensor) -> torch.Tensor:
