@@ -25,7 +25,7 @@ from trtllm_b12x.bench.moe import case_inputs, read_ceiling
 from trtllm_b12x.arch import describe_device
 from trtllm_b12x.bench.timing import time_gpu
 from trtllm_b12x.metrics import relative_error
-from trtllm_b12x.models import PRESETS, make_moe_weights
+from trtllm_b12x.models import PRESETS, make_moe_weights, parse_shape
 from trtllm_b12x.reference import moe_reference
 
 TOKENS = (1, 2, 4, 8, 16, 32, 63)
@@ -57,8 +57,8 @@ def _runner_fn(mod, weights, act):
     return run, runner
 
 
-def compare(preset: str, base, reps: int) -> list[dict]:
-    shape = PRESETS[preset]
+def compare(shape, base, reps: int) -> list[dict]:
+    preset = shape.name
     weights = make_moe_weights(shape, seed=0, device="cuda")
     act = shape.default_activation()
     new_fn, new_runner = _runner_fn(sys.modules["trtllm_b12x"], weights, act)
@@ -92,7 +92,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    presets = sorted({r["preset"] for r in rows}, key=list(PRESETS).index)
+    presets = list(dict.fromkeys(r["preset"] for r in rows))
     fig, axes = plt.subplots(1, len(SKEWS), figsize=(6 * len(SKEWS), 4), sharey=True)
     for ax, skew in zip(axes, SKEWS):
         for p in presets:
@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", required=True, help="directory of the other checkout's package (renamed)")
     ap.add_argument("--label", default="previous kernel", help="what the baseline is (for the JSON)")
-    ap.add_argument("--preset", nargs="+", default=list(PRESETS))
+    ap.add_argument("--preset", nargs="+", help="presets (default: all, or none when --shape is given)")
+    ap.add_argument("--shape", nargs="+", default=[], help="layer shapes no preset has, H,I,E,K,ACT each")
     ap.add_argument("--reps", type=int, default=60)
     ap.add_argument("--json", required=True)
     ap.add_argument("--plot")
@@ -124,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     base = _baseline(args.baseline)
     rows = []
-    for p in args.preset:
-        rows += compare(p, base, args.reps)
+    presets = args.preset if args.preset is not None else ([] if args.shape else list(PRESETS))
+    for shape in [PRESETS[p] for p in presets] + [parse_shape(s) for s in args.shape]:
+        rows += compare(shape, base, args.reps)
     meta = {"device": describe_device(torch.device("cuda")), "date": datetime.date.today().isoformat(),
             "baseline": args.label, "reps": args.reps, "method": "cuda-graph replay, L2 flushed, median",
             "worst_new_over_old": max(r["new_over_old"] for r in rows)}
